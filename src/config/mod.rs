@@ -1,0 +1,200 @@
+//! Configuration: reads the TOML file, checks every rule, and builds the validated model.
+//!
+//! Loading reads the config file, the secret files and `ca_file`s, and the environment;
+//! it opens no sockets. Every problem found is collected, with its line and column, and
+//! reported at once.
+
+mod raw;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::uri::{Authority, Scheme};
+use rustls_pki_types::CertificateDer;
+
+pub use raw::{ClientAuth, Flow};
+pub(crate) use validate::suggestion;
+
+use crate::secret::Secret;
+
+/// A loaded, validated configuration. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: Server,
+    /// In file order (sorted by name).
+    pub external_credentials: Vec<Arc<ExternalCredential>>,
+    /// Keyed by name: what the first path segment of a request is looked up in.
+    pub named_credentials: HashMap<Box<str>, Arc<NamedCredential>>,
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub default_permission_sets: Vec<Box<str>>,
+    pub retry_body_limit: u64,
+    pub max_request_body: u64,
+    pub shutdown_grace: Duration,
+    pub allow_remote_callers: bool,
+}
+
+#[derive(Debug)]
+pub struct ExternalCredential {
+    pub name: Box<str>,
+    pub flow: Flow,
+    pub token_url: http::Uri,
+    pub scope: Option<String>,
+    pub client_auth: ClientAuth,
+    /// Extra form fields of the token request, sorted by name.
+    pub token_params: Vec<(String, String)>,
+    /// Statuses that, besides 401, mean "this token is no longer good".
+    pub refresh_on_status: Vec<u16>,
+    pub refresh_before_expiry: Duration,
+    pub default_token_ttl: Option<Duration>,
+    pub token_timeout: Duration,
+    /// Sorted by sequence, lowest first.
+    pub principals: Vec<Principal>,
+}
+
+#[derive(Debug)]
+pub struct Principal {
+    pub name: Box<str>,
+    pub sequence: i64,
+    pub permission_sets: Vec<Box<str>>,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Overrides the external credential's scope when set.
+    pub scope: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct NamedCredential {
+    pub name: Box<str>,
+    pub url: UpstreamUrl,
+    pub external_credential: Arc<ExternalCredential>,
+    pub generate_authorization_header: bool,
+    /// How long to wait for the upstream's response headers.
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    /// Extra trust anchors read from `ca_file`.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub headers: HeaderMap,
+}
+
+/// A named credential's `url`, split so that building an upstream URI is one concatenation.
+#[derive(Debug, Clone)]
+pub struct UpstreamUrl {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// The base path without a trailing slash; empty for the host's root.
+    pub base_path: String,
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+impl Default for Server {
+    fn default() -> Server {
+        validate::default_server()
+    }
+}
+
+impl ExternalCredential {
+    /// The scope a token for this principal is requested with.
+    pub fn effective_scope<'a>(&'a self, principal: &'a Principal) -> Option<&'a str> {
+        principal.scope.as_deref().or(self.scope.as_deref())
+    }
+
+    pub fn refreshes_on(&self, status: u16) -> bool {
+        status == 401 || self.refresh_on_status.contains(&status)
+    }
+}
+
+/// Everything wrong with a config file, each with its place.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based; 0 when the problem has no place in the file (e.g. it could not be read).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "{} has {n} problem{}", self.path.display(), if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            if p.line == 0 {
+                write!(f, "\n  {}: {}", self.path.display(), p.message)?;
+            } else {
+                write!(f, "\n  {}:{}:{}: {}", self.path.display(), p.line, p.column, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates the config at `path`, resolving relative paths against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            problems: vec![Problem {
+                line: 0,
+                column: 0,
+                message: format!("cannot read the config file: {e}"),
+            }],
+        })?;
+        Self::from_toml(path, &text, &|var| std::env::var(var).ok())
+    }
+
+    /// Validates config text; `path` names the file in messages and anchors relative paths.
+    pub fn from_toml(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        validate::validate(path, text, env).map_err(|problems| ConfigError {
+            path: path.to_owned(),
+            problems,
+        })
+    }
+}
+
+/// The resolved map `callout check` prints: named credential → upstream → external
+/// credential → principals by sequence with their permission sets. Never a secret.
+pub fn describe(config: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut named: Vec<_> = config.named_credentials.values().collect();
+    named.sort_by(|a, b| a.name.cmp(&b.name));
+    let _ = writeln!(out, "{}: valid, listening on {}", config.path.display(), config.server.listen);
+    for nc in named {
+        let ec = &nc.external_credential;
+        let _ = writeln!(out, "{} -> {}", nc.name, nc.url);
+        let _ = writeln!(out, "  external credential {} ({:?}, token_url {})", ec.name, ec.flow, ec.token_url);
+        for p in &ec.principals {
+            let sets: Vec<&str> = p.permission_sets.iter().map(|s| &**s).collect();
+            let scope = ec.effective_scope(p).map(|s| format!(", scope \"{s}\"")).unwrap_or_default();
+            let _ = writeln!(out, "    {}. {} [{}]{scope}", p.sequence, p.name, sets.join(", "));
+        }
+    }
+    out
+}

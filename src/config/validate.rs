@@ -1,0 +1,564 @@
+//! From TOML text to a validated `Config`, collecting every problem on the way.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::raw::{
+    Protocol, RawExternalCredential, RawNamedCredential, RawPrincipal, RawSecret, RawServer,
+};
+use super::{Config, ExternalCredential, NamedCredential, Principal, Problem, Server, UpstreamUrl};
+use crate::secret::Secret;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:7575";
+const DEFAULT_RETRY_BODY_LIMIT: u64 = 1024 * 1024;
+const DEFAULT_MAX_REQUEST_BODY: u64 = 10 * 1024 * 1024;
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
+const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Headers a named credential's `headers` table may not set: callout owns them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+pub(super) fn default_server() -> Server {
+    Server {
+        listen: DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+        default_permission_sets: Vec::new(),
+        retry_body_limit: DEFAULT_RETRY_BODY_LIMIT,
+        max_request_body: DEFAULT_MAX_REQUEST_BODY,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        allow_remote_callers: false,
+    }
+}
+
+pub(super) fn validate(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
+    let mut v = Validator {
+        text,
+        base_dir: path.parent().map(Path::to_owned).unwrap_or_default(),
+        env,
+        problems: Vec::new(),
+    };
+    let config = v.document(path);
+    if v.problems.is_empty() {
+        Ok(config.expect("a config is built whenever there are no problems"))
+    } else {
+        v.problems.sort_by_key(|p| (p.line, p.column));
+        Err(v.problems)
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    base_dir: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let (line, column) = span.map_or((0, 0), |s| line_column(self.text, s.start));
+        self.problems.push(Problem {
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn toml_error(&mut self, context: &str, err: toml::de::Error) {
+        let message = err.message().trim_end().to_owned();
+        let message = if context.is_empty() {
+            message
+        } else {
+            format!("{context}: {message}")
+        };
+        self.problem(err.span(), message);
+    }
+
+    /// Deserializes one section on its own, so one bad entry does not hide the others.
+    fn section<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        context: &str,
+        value: Spanned<DeValue<'_>>,
+    ) -> Option<T> {
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.toml_error(context, e);
+                None
+            }
+        }
+    }
+
+    fn document(&mut self, path: &Path) -> Option<Config> {
+        let (root, errors) = DeTable::parse_recoverable(self.text);
+        if !errors.is_empty() {
+            for e in errors {
+                self.toml_error("", e);
+            }
+            return None;
+        }
+        let mut server_value = None;
+        let mut externals_value = None;
+        let mut nameds_value = None;
+        for (key, value) in root.into_inner() {
+            match key.get_ref().as_ref() {
+                "server" => server_value = Some(value),
+                "external_credentials" => externals_value = Some(value),
+                "named_credentials" => nameds_value = Some(value),
+                other => self.problem(
+                    Some(key.span()),
+                    format!(
+                        "unknown key `{other}`; expected `server`, `external_credentials` or `named_credentials`"
+                    ),
+                ),
+            }
+        }
+
+        let server = match server_value {
+            Some(value) => self.section::<RawServer>("[server]", value),
+            None => Some(RawServer::default()),
+        };
+        let server = server.and_then(|raw| self.server(raw));
+
+        let mut externals: HashMap<String, Arc<ExternalCredential>> = HashMap::new();
+        let mut external_list = Vec::new();
+        for (name, value) in self.entries("external_credentials", externals_value) {
+            let context = format!("external credential `{}`", name.get_ref());
+            let Some(raw) = self.section::<RawExternalCredential>(&context, value) else {
+                continue;
+            };
+            if let Some(ec) = self.external_credential(&name, raw) {
+                let ec = Arc::new(ec);
+                externals.insert(name.into_inner(), ec.clone());
+                external_list.push(ec);
+            }
+        }
+
+        let mut named = HashMap::new();
+        for (name, value) in self.entries("named_credentials", nameds_value) {
+            let context = format!("named credential `{}`", name.get_ref());
+            let Some(raw) = self.section::<RawNamedCredential>(&context, value) else {
+                continue;
+            };
+            if let Some(nc) = self.named_credential(&name, raw, &externals) {
+                named.insert(nc.name.clone(), Arc::new(nc));
+            }
+        }
+
+        Some(Config {
+            path: path.to_owned(),
+            server: server?,
+            external_credentials: external_list,
+            named_credentials: named,
+        })
+    }
+
+    /// The `NAME = { ... }` entries of a top-level table, with checked names.
+    fn entries<'i>(
+        &mut self,
+        kind: &str,
+        value: Option<Spanned<DeValue<'i>>>,
+    ) -> Vec<(Spanned<String>, Spanned<DeValue<'i>>)> {
+        let Some(value) = value else { return Vec::new() };
+        let span = value.span();
+        let DeValue::Table(table) = value.into_inner() else {
+            self.problem(Some(span), format!("`{kind}` must be a table of named entries"));
+            return Vec::new();
+        };
+        let what = kind.trim_end_matches('s').replace('_', " ");
+        let mut out = Vec::new();
+        for (key, value) in table {
+            let name = Spanned::new(key.span(), key.get_ref().to_string());
+            if let Err(why) = check_name(name.get_ref()) {
+                self.problem(Some(name.span()), format!("{what} name `{}` {why}", name.get_ref()));
+            }
+            out.push((name, value));
+        }
+        out
+    }
+
+    fn server(&mut self, raw: RawServer) -> Option<Server> {
+        let listen_text = raw
+            .listen
+            .as_ref()
+            .map_or(DEFAULT_LISTEN, |s| s.get_ref().as_str());
+        let listen_span = raw.listen.as_ref().map(Spanned::span);
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.problem(
+                    listen_span.clone(),
+                    format!("listen `{listen_text}` is not an IP address and port, e.g. \"127.0.0.1:7575\""),
+                );
+                None
+            }
+        };
+        if let Some(addr) = listen {
+            if !addr.ip().is_loopback() && !raw.allow_remote_callers {
+                self.problem(
+                    listen_span,
+                    format!(
+                        "listen `{addr}` is not a loopback address: anyone who can reach it could assert any permission set; set `allow_remote_callers = true` in [server] if that is intended"
+                    ),
+                );
+            }
+        }
+        let mut default_sets = Vec::new();
+        for set in raw.default_permission_sets {
+            if let Err(why) = check_name(set.get_ref()) {
+                self.problem(Some(set.span()), format!("permission set name `{}` {why}", set.get_ref()));
+            }
+            default_sets.push(set.into_inner().into_boxed_str());
+        }
+        Some(Server {
+            listen: listen?,
+            default_permission_sets: default_sets,
+            retry_body_limit: raw.retry_body_limit.unwrap_or(DEFAULT_RETRY_BODY_LIMIT),
+            max_request_body: raw.max_request_body.unwrap_or(DEFAULT_MAX_REQUEST_BODY),
+            shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
+            allow_remote_callers: raw.allow_remote_callers,
+        })
+    }
+
+    fn external_credential(
+        &mut self,
+        name: &Spanned<String>,
+        raw: RawExternalCredential,
+    ) -> Option<ExternalCredential> {
+        let context = format!("external credential `{}`", name.get_ref());
+        let token_url = self.endpoint_url(&context, "token_url", &raw.token_url, raw.allow_plain_http);
+
+        let mut refresh_on_status = Vec::new();
+        for status in &raw.refresh_on_status {
+            match u16::try_from(*status.get_ref()) {
+                Ok(s @ 400..=599) => refresh_on_status.push(s),
+                _ => self.problem(
+                    Some(status.span()),
+                    format!("{context}: refresh_on_status {} is not an HTTP error status (400-599)", status.get_ref()),
+                ),
+            }
+        }
+
+        let mut principals = Vec::new();
+        let mut names: HashMap<String, Range<usize>> = HashMap::new();
+        let mut sequences: HashMap<i64, String> = HashMap::new();
+        for spanned in raw.principals {
+            let span = spanned.span();
+            let p: RawPrincipal = spanned.into_inner();
+            let pname = p.name.get_ref().clone();
+            if let Err(why) = check_name(&pname) {
+                self.problem(Some(p.name.span()), format!("{context}: principal name `{pname}` {why}"));
+            }
+            if names.insert(pname.clone(), p.name.span()).is_some() {
+                self.problem(Some(p.name.span()), format!("{context}: principal `{pname}` is defined twice"));
+            }
+            let sequence = *p.sequence.get_ref();
+            if let Some(other) = sequences.insert(sequence, pname.clone()) {
+                self.problem(
+                    Some(p.sequence.span()),
+                    format!("{context}: sequence {sequence} of principal `{pname}` is already used by principal `{other}`; sequences must be unique"),
+                );
+            }
+            let mut sets = Vec::new();
+            for set in &p.permission_sets {
+                if let Err(why) = check_name(set.get_ref()) {
+                    self.problem(Some(set.span()), format!("{context}: permission set name `{}` {why}", set.get_ref()));
+                }
+                sets.push(set.get_ref().clone().into_boxed_str());
+            }
+            if sets.is_empty() {
+                self.problem(
+                    Some(span.clone()),
+                    format!("{context}: principal `{pname}` has no permission_sets, so no caller could ever use it"),
+                );
+            }
+            let secret_context = format!("{context}: principal `{pname}`: client_secret");
+            let Some(client_secret) = self.secret(&secret_context, &p.client_secret) else {
+                continue;
+            };
+            principals.push(Principal {
+                name: pname.into_boxed_str(),
+                sequence,
+                permission_sets: sets,
+                client_id: p.client_id,
+                client_secret,
+                scope: p.scope,
+            });
+        }
+        principals.sort_by_key(|p| p.sequence);
+
+        let Protocol::Oauth2 = raw.protocol;
+        Some(ExternalCredential {
+            name: name.get_ref().clone().into_boxed_str(),
+            flow: raw.flow,
+            token_url: token_url?,
+            scope: raw.scope,
+            client_auth: raw.client_auth,
+            token_params: raw.token_params.into_iter().collect(),
+            refresh_on_status,
+            refresh_before_expiry: raw.refresh_before_expiry.map_or(DEFAULT_REFRESH_BEFORE_EXPIRY, |d| d.0),
+            default_token_ttl: raw.default_token_ttl.map(|d| d.0),
+            token_timeout: raw.token_timeout.map_or(DEFAULT_TOKEN_TIMEOUT, |d| d.0),
+            principals,
+        })
+    }
+
+    fn named_credential(
+        &mut self,
+        name: &Spanned<String>,
+        raw: RawNamedCredential,
+        externals: &HashMap<String, Arc<ExternalCredential>>,
+    ) -> Option<NamedCredential> {
+        let context = format!("named credential `{}`", name.get_ref());
+        let uri = self.endpoint_url(&context, "url", &raw.url, raw.allow_plain_http);
+        let mut url = None;
+        if let Some(uri) = uri {
+            if uri.query().is_some() {
+                self.problem(Some(raw.url.span()), format!("{context}: url must not have a query string"));
+            } else {
+                let parts = uri.into_parts();
+                let base_path = parts
+                    .path_and_query
+                    .map(|p| p.path().trim_end_matches('/').to_owned())
+                    .unwrap_or_default();
+                url = Some(UpstreamUrl {
+                    scheme: parts.scheme.expect("endpoint_url checks the scheme"),
+                    authority: parts.authority.expect("endpoint_url checks the authority"),
+                    base_path,
+                });
+            }
+        }
+
+        let ec_name = raw.external_credential.get_ref();
+        let external = externals.get(ec_name).cloned();
+        if external.is_none() {
+            let known: Vec<&str> = externals.keys().map(String::as_str).collect();
+            self.problem(
+                Some(raw.external_credential.span()),
+                format!(
+                    "{context}: external credential `{ec_name}` is not defined{}",
+                    suggestion(ec_name, known.iter().copied())
+                ),
+            );
+        }
+
+        let mut headers = http::HeaderMap::new();
+        for (key, value) in &raw.headers {
+            let header = HeaderName::from_bytes(key.get_ref().as_bytes());
+            let Ok(header) = header else {
+                self.problem(Some(key.span()), format!("{context}: `{}` is not a valid header name", key.get_ref()));
+                continue;
+            };
+            if RESERVED_HEADERS.contains(&header.as_str())
+                || header.as_str().starts_with("x-callout-")
+                || (header == http::header::AUTHORIZATION && raw.generate_authorization_header)
+            {
+                self.problem(Some(key.span()), format!("{context}: header `{header}` is set by callout and cannot be configured"));
+                continue;
+            }
+            match HeaderValue::from_str(value.get_ref()) {
+                Ok(v) => {
+                    headers.append(header, v);
+                }
+                Err(_) => self.problem(Some(value.span()), format!("{context}: header `{header}` has a value that is not valid in HTTP")),
+            }
+        }
+
+        let mut ca_file = None;
+        let mut extra_roots = Vec::new();
+        if let Some(file) = &raw.ca_file {
+            let path = self.base_dir.join(file.get_ref());
+            match read_certificates(&path) {
+                Ok(certs) => extra_roots = certs,
+                Err(why) => self.problem(Some(file.span()), format!("{context}: ca_file `{}`: {why}", path.display())),
+            }
+            ca_file = Some(path);
+        }
+
+        Some(NamedCredential {
+            name: name.get_ref().clone().into_boxed_str(),
+            url: url?,
+            external_credential: external?,
+            generate_authorization_header: raw.generate_authorization_header,
+            timeout: raw.timeout.map_or(DEFAULT_UPSTREAM_TIMEOUT, |d| d.0),
+            ca_file,
+            extra_roots,
+            headers,
+        })
+    }
+
+    /// An absolute http(s) URL without fragment; plain http only to loopback unless allowed.
+    fn endpoint_url(
+        &mut self,
+        context: &str,
+        key: &str,
+        text: &Spanned<String>,
+        allow_plain_http: bool,
+    ) -> Option<http::Uri> {
+        let span = Some(text.span());
+        let value = text.get_ref();
+        if value.contains('#') {
+            self.problem(span, format!("{context}: {key} `{value}` must not have a fragment"));
+            return None;
+        }
+        let uri: http::Uri = match value.parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                self.problem(span, format!("{context}: {key} `{value}` is not a URL ({e})"));
+                return None;
+            }
+        };
+        let Some(host) = uri.host() else {
+            self.problem(span, format!("{context}: {key} `{value}` must be an absolute http:// or https:// URL"));
+            return None;
+        };
+        match uri.scheme_str() {
+            Some("https") => {}
+            Some("http") if allow_plain_http || is_loopback_host(host) => {}
+            Some("http") => {
+                self.problem(
+                    span,
+                    format!(
+                        "{context}: {key} `{value}` is plain http to a non-loopback host, which would send credentials in clear text; use https, or set `allow_plain_http = true` on this entry"
+                    ),
+                );
+                return None;
+            }
+            _ => {
+                self.problem(span, format!("{context}: {key} `{value}` must be an http:// or https:// URL"));
+                return None;
+            }
+        }
+        Some(uri)
+    }
+
+    fn secret(&mut self, context: &str, raw: &Spanned<RawSecret>) -> Option<Secret> {
+        let span = Some(raw.span());
+        match raw.get_ref() {
+            RawSecret::Literal(secret) => Some(secret.clone()),
+            RawSecret::Env(var) => match (self.env)(var) {
+                Some(value) => Some(Secret::new(value)),
+                None => {
+                    self.problem(span, format!("{context}: environment variable `{var}` is not set"));
+                    None
+                }
+            },
+            RawSecret::File(file) => {
+                let path = self.base_dir.join(file);
+                match std::fs::read_to_string(&path) {
+                    Ok(mut text) => {
+                        if text.ends_with('\n') {
+                            text.pop();
+                            if text.ends_with('\r') {
+                                text.pop();
+                            }
+                        }
+                        Some(Secret::new(text))
+                    }
+                    Err(e) => {
+                        self.problem(span, format!("{context}: cannot read `{}`: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The seed's naming rule for named credentials, external credentials, principals and
+/// permission sets.
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
+    let first = name.chars().next();
+    if first.is_none() {
+        return Err("is empty");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("may contain only ASCII letters, digits and underscores");
+    }
+    if !first.is_some_and(|c| c.is_ascii_alphabetic()) {
+        return Err("must begin with a letter");
+    }
+    if name.ends_with('_') {
+        return Err("must not end with an underscore");
+    }
+    if name.contains("__") {
+        return Err("must not contain two consecutive underscores");
+    }
+    Ok(())
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let certs: Result<Vec<_>, _> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .collect();
+    let certs = certs.map_err(|e| format!("not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(certs)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// ", did you mean `X`?" for the closest known name, when one is close.
+pub(crate) fn suggestion<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let best = known
+        .map(|k| (edit_distance(&name.to_ascii_lowercase(), &k.to_ascii_lowercase()), k))
+        .min();
+    match best {
+        Some((d, k)) if d <= name.len().max(3) / 3 + 1 => format!("; did you mean `{k}`?"),
+        _ => String::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+

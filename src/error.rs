@@ -1,0 +1,103 @@
+//! Errors that callout itself answers with, as RFC 9457 problem+json.
+//!
+//! Each variant maps to one `code` and one status in `ProxyError::code`, the single place
+//! where that decision is made. Messages never carry a secret, a token or a header value.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::token::TokenError;
+
+pub const ERROR_HEADER: HeaderName = HeaderName::from_static("x-callout-error");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    CallerUnauthorized(String),
+    #[error("no principal of external credential `{external_credential}` is granted any of the asserted permission sets")]
+    NoPrincipal { external_credential: Box<str> },
+    #[error("no named credential is called `{name}`{suggestion}")]
+    UnknownNamedCredential { name: String, suggestion: String },
+    #[error("{0} is not supported")]
+    MethodNotAllowed(http::Method),
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("{0}")]
+    TokenRequestFailed(TokenError),
+    #[error("{0}")]
+    TokenRequestTimeout(TokenError),
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(String),
+    #[error("the upstream did not answer within {0:?}")]
+    UpstreamTimeout(Duration),
+}
+
+impl From<TokenError> for ProxyError {
+    fn from(err: TokenError) -> Self {
+        if err.is_timeout() {
+            ProxyError::TokenRequestTimeout(err)
+        } else {
+            ProxyError::TokenRequestFailed(err)
+        }
+    }
+}
+
+impl ProxyError {
+    /// The stable `code` and the HTTP status that goes with it.
+    pub fn code(&self) -> (&'static str, StatusCode) {
+        match self {
+            ProxyError::BadRequest(_) => ("bad_request", StatusCode::BAD_REQUEST),
+            ProxyError::CallerUnauthorized(_) => ("caller_unauthorized", StatusCode::UNAUTHORIZED),
+            ProxyError::NoPrincipal { .. } => ("no_principal", StatusCode::FORBIDDEN),
+            ProxyError::UnknownNamedCredential { .. } => ("unknown_named_credential", StatusCode::NOT_FOUND),
+            ProxyError::MethodNotAllowed(_) => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            ProxyError::BodyTooLarge { .. } => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            ProxyError::TokenRequestFailed(_) => ("token_request_failed", StatusCode::BAD_GATEWAY),
+            ProxyError::UpstreamUnreachable(_) => ("upstream_unreachable", StatusCode::BAD_GATEWAY),
+            ProxyError::TokenRequestTimeout(_) => ("token_request_timeout", StatusCode::GATEWAY_TIMEOUT),
+            ProxyError::UpstreamTimeout(_) => ("upstream_timeout", StatusCode::GATEWAY_TIMEOUT),
+        }
+    }
+
+    /// The problem+json response for this error.
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let (code, status) = self.code();
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+            "code": code,
+        });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
+        if let ProxyError::MethodNotAllowed(_) = self {
+            headers.insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+        }
+        response
+    }
+}
+
+/// An error and its sources as one line, for logs and error details.
+pub fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,41 @@
+//! callout: a credential-injecting HTTP reverse proxy.
+//!
+//! A caller sends `METHOD /NAMED_CREDENTIAL/rest` to callout on loopback; callout picks the
+//! caller's principal, gets an OAuth 2.0 access token for it, and forwards the request to the
+//! named credential's URL with `Authorization: Bearer <token>`.
+//!
+//! # Layout
+//! In the order a request meets them:
+//! - `server`: accepts connections, HTTP/1.1 and h2c, graceful drain.
+//! - `proxy`: the request path, and the state that outlives a reload.
+//! - `admin`: the `/.callout/` endpoints.
+//! - `routing`: request target to named credential and upstream URI, refusing escapes.
+//! - `principal`: asserted permission sets to the lowest-sequence principal.
+//! - `token`: token requests (`Grant`), response parsing, the shared cache.
+//! - `body`: request bodies, buffered for replay or streamed.
+//! - `forward`: header hygiene and the bearer token on the way out.
+//! - `client`: the pooled rustls HTTP clients.
+//! - `error`: problem+json for everything callout refuses.
+//! - `config`: the TOML file to a validated model; `secret`: redacting secret types.
+//! - `metrics`: counters and histograms in Prometheus text format.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod admin;
+pub mod body;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod principal;
+pub mod proxy;
+pub mod routing;
+pub mod secret;
+pub mod server;
+pub mod token;
+
+pub use config::Config;
+pub use proxy::Proxy;
+pub use server::run;

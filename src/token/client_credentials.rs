@@ -1,0 +1,140 @@
+//! The OAuth 2.0 client credentials grant (RFC 6749 §4.4).
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http_body_util::{BodyExt, Full, Limited};
+
+use super::{Fetched, TokenError, TokenHttp, parse_token_response};
+use crate::config::ClientAuth;
+use crate::secret::Secret;
+
+/// Token responses larger than this are not tokens.
+const MAX_RESPONSE: usize = 64 * 1024;
+
+/// Everything that goes into one client credentials token request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientCredentials {
+    pub token_url: http::Uri,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub client_auth: ClientAuth,
+    pub scope: Option<String>,
+    pub params: Vec<(String, String)>,
+}
+
+impl ClientCredentials {
+    /// The token request, ready to send.
+    pub fn request(&self) -> http::Request<Full<Bytes>> {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = &self.scope {
+            form.append_pair("scope", scope);
+        }
+        for (k, v) in &self.params {
+            form.append_pair(k, v);
+        }
+        let mut builder = http::Request::post(self.token_url.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(ACCEPT, "application/json");
+        match self.client_auth {
+            ClientAuth::Header => {
+                // RFC 6749 §2.3.1: the id and secret are form-urlencoded before Basic.
+                let id: String = form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
+                let secret: String =
+                    form_urlencoded::byte_serialize(self.client_secret.expose().as_bytes()).collect();
+                builder = builder.header(AUTHORIZATION, basic(&id, &secret));
+            }
+            ClientAuth::HeaderUnencoded => {
+                builder = builder.header(AUTHORIZATION, basic(&self.client_id, self.client_secret.expose()));
+            }
+            ClientAuth::Body => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", self.client_secret.expose());
+            }
+        }
+        builder
+            .body(Full::new(Bytes::from(form.finish())))
+            .expect("token_url is a valid URI and the headers are valid")
+    }
+
+    pub async fn fetch(&self, http: &TokenHttp) -> Result<Fetched, TokenError> {
+        let response = http
+            .request(self.request())
+            .await
+            .map_err(|e| TokenError::Unreachable(crate::error::cause_chain(&e)))?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = Limited::new(response.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| TokenError::Malformed(format!("reading the response failed: {e}")))?
+            .to_bytes();
+        parse_token_response(status, content_type.as_deref(), &body)
+    }
+}
+
+fn basic(user: &str, password: &str) -> HeaderValue {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}")).expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(auth: ClientAuth) -> ClientCredentials {
+        ClientCredentials {
+            token_url: "https://idp.example/token".parse().unwrap(),
+            client_id: "my id".into(),
+            client_secret: Secret::new("s:%+/=&ü"),
+            client_auth: auth,
+            scope: Some("api refresh".into()),
+            params: vec![("audience".into(), "https://api.example".into())],
+        }
+    }
+
+    fn decode_basic(req: &http::Request<Full<Bytes>>) -> String {
+        let value = req.headers()[AUTHORIZATION].to_str().unwrap();
+        let b64 = value.strip_prefix("Basic ").unwrap();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
+    }
+
+    async fn body(req: http::Request<Full<Bytes>>) -> String {
+        let bytes = req.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn header_auth_form_encodes_before_base64() {
+        let req = grant(ClientAuth::Header).request();
+        assert_eq!(decode_basic(&req), "my+id:s%3A%25%2B%2F%3D%26%C3%BC");
+        assert!(req.headers()[AUTHORIZATION].is_sensitive());
+        assert_eq!(
+            body(req).await,
+            "grant_type=client_credentials&scope=api+refresh&audience=https%3A%2F%2Fapi.example"
+        );
+    }
+
+    #[tokio::test]
+    async fn unencoded_header_auth_sends_raw_values() {
+        let req = grant(ClientAuth::HeaderUnencoded).request();
+        assert_eq!(decode_basic(&req), "my id:s:%+/=&ü");
+    }
+
+    #[tokio::test]
+    async fn body_auth_puts_credentials_in_the_form() {
+        let req = grant(ClientAuth::Body).request();
+        assert!(req.headers().get(AUTHORIZATION).is_none());
+        assert_eq!(
+            body(req).await,
+            "grant_type=client_credentials&scope=api+refresh&audience=https%3A%2F%2Fapi.example&client_id=my+id&client_secret=s%3A%25%2B%2F%3D%26%C3%BC"
+        );
+    }
+}

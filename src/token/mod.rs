@@ -1,0 +1,102 @@
+//! Access tokens: how to get one (`Grant`), how to read the answer (`response`), and the
+//! shared cache that hands them to requests (`cache`).
+//!
+//! `Grant` is the seam for OAuth flows: each flow is a variant that knows how to make its
+//! token request. The cache does not care which flow minted a token.
+
+mod cache;
+mod client_credentials;
+mod response;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+pub use cache::{CacheOutcome, SlotStatus, Token, TokenCache, TokenKey, TokenSlot};
+pub use client_credentials::ClientCredentials;
+pub use response::{Fetched, TokenError, parse_token_response};
+
+
+/// The HTTP client token requests go out on.
+pub type TokenHttp = hyper_util::client::legacy::Client<crate::client::Connector, Full<Bytes>>;
+
+/// How a token is obtained. One variant per OAuth flow; equality covers every input that
+/// shapes the token, so it doubles as the cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Grant {
+    ClientCredentials(ClientCredentials),
+}
+
+impl Grant {
+    /// Makes one token request.
+    pub async fn fetch(&self, http: &TokenHttp) -> Result<Fetched, TokenError> {
+        match self {
+            Grant::ClientCredentials(cc) => cc.fetch(http).await,
+        }
+    }
+
+    pub fn scope(&self) -> Option<&str> {
+        match self {
+            Grant::ClientCredentials(cc) => cc.scope.as_deref(),
+        }
+    }
+}
+
+/// How long tokens live and when they are renewed; set per external credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lifetimes {
+    pub refresh_before_expiry: Duration,
+    pub default_token_ttl: Option<Duration>,
+    pub token_timeout: Duration,
+}
+
+/// When a token stops being forwarded and when its renewal starts, both counted from the
+/// moment its request was sent.
+///
+/// A token is never forwarded in the last `min(refresh_before_expiry, lifetime / 2)` of its
+/// life, so that a request which picked it up still reaches the upstream in time. Renewal
+/// starts in the background at the later of "one margin before that" and three quarters of
+/// the usable window, so short-lived tokens are not renewed right after they arrive.
+pub fn schedule(lifetime: Duration, refresh_before_expiry: Duration) -> (Duration, Duration) {
+    let margin = refresh_before_expiry.min(lifetime / 2);
+    let usable = lifetime - margin;
+    let refresh = usable.saturating_sub(margin).max(usable * 3 / 4);
+    (refresh, usable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::AccessToken;
+
+    fn check(lifetime: u64, before: u64, refresh: u64, usable: u64) {
+        let (r, u) = schedule(Duration::from_secs(lifetime), Duration::from_secs(before));
+        assert_eq!((r, u), (Duration::from_secs(refresh), Duration::from_secs(usable)), "lifetime {lifetime}s");
+    }
+
+    #[test]
+    fn schedules() {
+        // An hour-long token: stop forwarding a minute before expiry, renew a minute before that.
+        check(3600, 60, 3480, 3540);
+        // A short token: half the life is the margin.
+        check(8, 60, 3, 4);
+        check(120, 60, 45, 60);
+        check(0, 60, 0, 0);
+    }
+
+    #[test]
+    fn renewal_always_precedes_the_end_of_use() {
+        for lifetime in [1u64, 2, 10, 59, 61, 300, 86_400] {
+            for before in [0u64, 1, 30, 60, 600] {
+                let (r, u) = schedule(Duration::from_secs(lifetime), Duration::from_secs(before));
+                assert!(r <= u && u <= Duration::from_secs(lifetime));
+            }
+        }
+    }
+
+    #[test]
+    fn access_token_is_redacted() {
+        assert!(!format!("{:?}", AccessToken::new("abc")).contains("abc"));
+    }
+}
