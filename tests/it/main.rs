@@ -1,1 +1,11 @@
+//! Integration tests: callout between a real token endpoint and a real upstream, all on
+//! loopback.
+
+mod harness;
 mod support;
+
+mod errors;
+mod process;
+mod routing;
+mod smoke;
+mod tokens;
