@@ -36,9 +36,7 @@ pub fn handle<B>(proxy: &Proxy, request: &Request<B>) -> Response<Full<Bytes>> {
             let body = credentials(proxy);
             text(StatusCode::OK, "application/json", body.to_string())
         }
-        _ => ProxyError::BadRequest(format!(
-            "unknown admin path; try /.callout/health, /.callout/ready, /.callout/metrics or /.callout/credentials"
-        ))
+        _ => ProxyError::BadRequest("unknown admin path; try /.callout/health, /.callout/ready, /.callout/metrics or /.callout/credentials".to_string())
         .to_response(),
     }
 }

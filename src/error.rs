@@ -20,7 +20,9 @@ pub enum ProxyError {
     BadRequest(String),
     #[error("{0}")]
     CallerUnauthorized(String),
-    #[error("no principal of external credential `{external_credential}` is granted any of the asserted permission sets")]
+    #[error(
+        "no principal of external credential `{external_credential}` is granted any of the asserted permission sets"
+    )]
     NoPrincipal { external_credential: Box<str> },
     #[error("no named credential is called `{name}`{suggestion}")]
     UnknownNamedCredential { name: String, suggestion: String },
@@ -81,7 +83,10 @@ impl ProxyError {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
         if let ProxyError::MethodNotAllowed(_) = self {
-            headers.insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+            headers.insert(
+                http::header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
         }
         response
     }

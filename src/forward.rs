@@ -27,7 +27,13 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// Cleans the caller's headers once; each attempt then adds its own token.
-    pub fn new(method: http::Method, uri: Uri, mut headers: HeaderMap, extra: &HeaderMap, strip_authorization: bool) -> Outgoing {
+    pub fn new(
+        method: http::Method,
+        uri: Uri,
+        mut headers: HeaderMap,
+        extra: &HeaderMap,
+        strip_authorization: bool,
+    ) -> Outgoing {
         strip_hop_by_hop(&mut headers);
         headers.remove(header::PROXY_AUTHORIZATION);
         headers.remove(header::HOST);
@@ -116,11 +122,28 @@ mod tests {
         }
         let mut extra = HeaderMap::new();
         extra.insert("x-request-source", "callout".parse().unwrap());
-        let out = Outgoing::new(http::Method::GET, "https://up.example/x".parse().unwrap(), headers, &extra, true);
+        let out = Outgoing::new(
+            http::Method::GET,
+            "https://up.example/x".parse().unwrap(),
+            headers,
+            &extra,
+            true,
+        );
         let token = HeaderValue::from_static("Bearer t");
         let req = out.request(Some(&token), RequestBody::buffered(bytes::Bytes::new()));
-        let mut names: Vec<_> = req.headers().iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap())).collect();
+        let mut names: Vec<_> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
         names.sort();
-        assert_eq!(names, ["accept: application/json", "authorization: Bearer t", "x-request-source: callout"]);
+        assert_eq!(
+            names,
+            [
+                "accept: application/json",
+                "authorization: Bearer t",
+                "x-request-source: callout"
+            ]
+        );
     }
 }

@@ -106,7 +106,9 @@ fn runtime() -> tokio::runtime::Runtime {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -168,7 +170,9 @@ async fn reload_on_sighup(path: PathBuf, proxy: Arc<Proxy>) {
         }
         match proxy.install(config) {
             Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
-            Err(err) => tracing::error!("reload refused, the current config keeps serving: cannot set up TLS: {err}"),
+            Err(err) => {
+                tracing::error!("reload refused, the current config keeps serving: cannot set up TLS: {err}")
+            }
         }
     }
 }
@@ -196,7 +200,12 @@ async fn token(path: &Path, named: &str, sets: Option<Vec<String>>, reveal: bool
         return ExitCode::FAILURE;
     };
     let sets: Vec<String> = sets.unwrap_or_else(|| {
-        config.server.default_permission_sets.iter().map(|s| s.to_string()).collect()
+        config
+            .server
+            .default_permission_sets
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     });
     let proxy = match Proxy::new(config) {
         Ok(proxy) => proxy,

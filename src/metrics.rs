@@ -33,7 +33,9 @@ pub const OUTCOMES: [&str; 14] = [
 ];
 
 /// Upper bounds of the duration histogram, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Labels {
@@ -55,7 +57,10 @@ impl Series {
     pub fn record(&self, outcome: Outcome, elapsed: Duration) {
         let index = match outcome {
             Outcome::Status(status) => (status / 100).clamp(2, 5) as usize - 2,
-            Outcome::Error(code) => OUTCOMES.iter().position(|o| *o == code).unwrap_or(OUTCOMES.len() - 1),
+            Outcome::Error(code) => OUTCOMES
+                .iter()
+                .position(|o| *o == code)
+                .unwrap_or(OUTCOMES.len() - 1),
         };
         self.outcomes[index].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
@@ -63,7 +68,8 @@ impl Series {
             self.buckets[b].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -81,7 +87,12 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn series(&self, labels: Labels) -> Arc<Series> {
-        self.series.lock().expect("metrics poisoned").entry(labels).or_default().clone()
+        self.series
+            .lock()
+            .expect("metrics poisoned")
+            .entry(labels)
+            .or_default()
+            .clone()
     }
 
     /// The Prometheus text exposition of every series and of the token slots.
@@ -100,7 +111,11 @@ impl Metrics {
             for (i, outcome) in OUTCOMES.iter().enumerate() {
                 let n = s.outcomes[i].load(Ordering::Relaxed);
                 if n > 0 {
-                    let _ = writeln!(out, "callout_requests_total{{{},outcome=\"{outcome}\"}} {n}", label_text(labels));
+                    let _ = writeln!(
+                        out,
+                        "callout_requests_total{{{},outcome=\"{outcome}\"}} {n}",
+                        label_text(labels)
+                    );
                 }
             }
         }
@@ -111,10 +126,16 @@ impl Metrics {
             let mut cumulative = 0;
             for (i, upper) in BUCKETS.iter().enumerate() {
                 cumulative += s.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(out, "callout_request_duration_seconds_bucket{{{l},le=\"{upper}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "callout_request_duration_seconds_bucket{{{l},le=\"{upper}\"}} {cumulative}"
+                );
             }
             let count = s.count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "callout_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "callout_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}"
+            );
             let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
             let _ = writeln!(out, "callout_request_duration_seconds_sum{{{l}}} {sum}");
             let _ = writeln!(out, "callout_request_duration_seconds_count{{{l}}} {count}");
@@ -129,8 +150,16 @@ impl Metrics {
                 escape(&key.external_credential),
                 escape(&key.principal)
             );
-            let _ = writeln!(out, "callout_token_requests_total{{{l},outcome=\"ok\"}} {}", status.fetches - status.failures.min(status.fetches));
-            let _ = writeln!(out, "callout_token_requests_total{{{l},outcome=\"error\"}} {}", status.failures);
+            let _ = writeln!(
+                out,
+                "callout_token_requests_total{{{l},outcome=\"ok\"}} {}",
+                status.fetches - status.failures.min(status.fetches)
+            );
+            let _ = writeln!(
+                out,
+                "callout_token_requests_total{{{l},outcome=\"error\"}} {}",
+                status.failures
+            );
         }
         out
     }

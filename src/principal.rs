@@ -32,7 +32,10 @@ impl PrincipalIndex {
 
     /// The index of the principal to use, if any asserted set grants one.
     pub fn choose<'a>(&self, asserted: impl IntoIterator<Item = &'a str>) -> Option<usize> {
-        asserted.into_iter().filter_map(|set| self.by_set.get(set).copied()).min()
+        asserted
+            .into_iter()
+            .filter_map(|set| self.by_set.get(set).copied())
+            .min()
     }
 }
 
@@ -43,7 +46,10 @@ pub struct BadHeader;
 
 /// The asserted permission sets: every `x-callout-permission-sets` line, comma-separated
 /// and trimmed; `defaults` when the header is absent.
-pub fn asserted_sets<'a>(headers: &'a HeaderMap, defaults: &'a [Box<str>]) -> Result<Vec<&'a str>, BadHeader> {
+pub fn asserted_sets<'a>(
+    headers: &'a HeaderMap,
+    defaults: &'a [Box<str>],
+) -> Result<Vec<&'a str>, BadHeader> {
     let mut lines = headers.get_all(PERMISSION_SETS_HEADER).iter().peekable();
     if lines.peek().is_none() {
         return Ok(defaults.iter().map(|s| &**s).collect());

@@ -110,7 +110,11 @@ impl Proxy {
         let mut slots_by_ec: HashMap<&str, (Arc<PrincipalIndex>, Vec<Arc<TokenSlot>>)> = HashMap::new();
         for ec in &config.external_credentials {
             let index = Arc::new(PrincipalIndex::new(&ec.principals));
-            let slots = ec.principals.iter().map(|p| self.tokens.slot(token_key(ec, p))).collect();
+            let slots = ec
+                .principals
+                .iter()
+                .map(|p| self.tokens.slot(token_key(ec, p)))
+                .collect();
             slots_by_ec.insert(&ec.name, (index, slots));
         }
         let mut by_name = HashMap::with_capacity(config.named_credentials.len());
@@ -184,7 +188,10 @@ impl Proxy {
                 (err.to_response().map(Either::Right), Outcome::Error(code))
             }
         };
-        log.series.as_ref().unwrap_or(&routes.unmatched).record(outcome, elapsed);
+        log.series
+            .as_ref()
+            .unwrap_or(&routes.unmatched)
+            .record(outcome, elapsed);
         tracing::info!(
             target: "callout::access",
             method = %method,
@@ -209,7 +216,8 @@ impl Proxy {
             return Err(ProxyError::MethodNotAllowed(Method::CONNECT));
         }
         let (parts, body) = request.into_parts();
-        let target = parse_target(parts.uri.path(), parts.uri.query()).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        let target = parse_target(parts.uri.path(), parts.uri.query())
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         let Some(route) = routes.by_name.get(target.name) else {
             return Err(ProxyError::UnknownNamedCredential {
                 name: target.name.chars().take(64).collect(),
@@ -237,7 +245,13 @@ impl Proxy {
             .await
             .map_err(body_error)?;
         let uri = upstream_uri(&named.url, &target);
-        let outgoing = Outgoing::new(parts.method, uri, parts.headers, &named.headers, named.generate_authorization_header);
+        let outgoing = Outgoing::new(
+            parts.method,
+            uri,
+            parts.headers,
+            &named.headers,
+            named.generate_authorization_header,
+        );
 
         if !named.generate_authorization_header {
             let body = match body {
@@ -269,7 +283,13 @@ impl Proxy {
         drop(response);
         let (token, _) = principal.slot.get().await?;
         log.retried = true;
-        let response = send(route, &outgoing, Some(token.authorization()), RequestBody::buffered(bytes)).await?;
+        let response = send(
+            route,
+            &outgoing,
+            Some(token.authorization()),
+            RequestBody::buffered(bytes),
+        )
+        .await?;
         if ec.refreshes_on(response.status().as_u16()) {
             principal.slot.invalidate(&token);
         }
@@ -378,9 +398,10 @@ impl Routes {
 pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     response
 }
 

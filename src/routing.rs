@@ -72,7 +72,8 @@ fn is_dot_segment(segment: &str) -> bool {
     while !rest.is_empty() {
         if rest[0] == b'.' {
             rest = &rest[1..];
-        } else if rest.len() >= 3 && rest[0] == b'%' && rest[1] == b'2' && rest[2].eq_ignore_ascii_case(&b'e') {
+        } else if rest.len() >= 3 && rest[0] == b'%' && rest[1] == b'2' && rest[2].eq_ignore_ascii_case(&b'e')
+        {
             rest = &rest[3..];
         } else {
             return false;
@@ -85,13 +86,16 @@ fn is_dot_segment(segment: &str) -> bool {
 fn has_encoded_separator(segment: &str) -> bool {
     segment.as_bytes().windows(3).any(|w| {
         w[0] == b'%'
-            && ((w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f')) || (w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c')))
+            && ((w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'))
+                || (w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c')))
     })
 }
 
 /// `url` + `rest` + `?query`: the upstream URI for a checked target.
 pub fn upstream_uri(url: &UpstreamUrl, target: &Target<'_>) -> Uri {
-    let mut pq = String::with_capacity(url.base_path.len() + target.rest.len() + target.query.map_or(0, |q| q.len() + 1) + 1);
+    let mut pq = String::with_capacity(
+        url.base_path.len() + target.rest.len() + target.query.map_or(0, |q| q.len() + 1) + 1,
+    );
     pq.push_str(&url.base_path);
     pq.push_str(target.rest);
     if pq.is_empty() {
@@ -135,27 +139,59 @@ mod tests {
     #[test]
     fn joins_base_path_rest_and_query_byte_for_byte() {
         let base = "https://h.example/services/data/v60.0";
-        check(base, "/N/sobjects/Account", Ok("https://h.example/services/data/v60.0/sobjects/Account"));
+        check(
+            base,
+            "/N/sobjects/Account",
+            Ok("https://h.example/services/data/v60.0/sobjects/Account"),
+        );
         check(base, "/N", Ok("https://h.example/services/data/v60.0"));
         check(base, "/N/", Ok("https://h.example/services/data/v60.0/"));
         check(base, "/N?q=1", Ok("https://h.example/services/data/v60.0?q=1"));
-        check(base, "/N/a%20b/c%3F?x=%20y&z=a+b&&", Ok("https://h.example/services/data/v60.0/a%20b/c%3F?x=%20y&z=a+b&&"));
+        check(
+            base,
+            "/N/a%20b/c%3F?x=%20y&z=a+b&&",
+            Ok("https://h.example/services/data/v60.0/a%20b/c%3F?x=%20y&z=a+b&&"),
+        );
         check("https://h.example/", "/N/x", Ok("https://h.example/x"));
         check("https://h.example", "/N", Ok("https://h.example/"));
-        check("http://127.0.0.1:8080/base/", "/N//x", Ok("http://127.0.0.1:8080/base//x"));
-        check(base, "/N/a.b/..c/...", Ok("https://h.example/services/data/v60.0/a.b/..c/..."));
+        check(
+            "http://127.0.0.1:8080/base/",
+            "/N//x",
+            Ok("http://127.0.0.1:8080/base//x"),
+        );
+        check(
+            base,
+            "/N/a.b/..c/...",
+            Ok("https://h.example/services/data/v60.0/a.b/..c/..."),
+        );
     }
 
     #[test]
     fn refuses_every_way_out_of_the_prefix() {
         let base = "https://h.example/base";
         for target in [
-            "/N/..", "/N/../x", "/N/a/../../x", "/N/.", "/N/./x", "/N/%2e%2e/x", "/N/%2E%2E/x", "/N/.%2e/x",
-            "/N/%2e./x", "/N/%2e", "/N/a/%2E",
+            "/N/..",
+            "/N/../x",
+            "/N/a/../../x",
+            "/N/.",
+            "/N/./x",
+            "/N/%2e%2e/x",
+            "/N/%2E%2E/x",
+            "/N/.%2e/x",
+            "/N/%2e./x",
+            "/N/%2e",
+            "/N/a/%2E",
         ] {
             check(base, target, Err(TargetError::DotSegment));
         }
-        for target in ["/N/a%2fb", "/N/a%2F..%2Fb", "/N/%5c..", "/N/a%5Cb", "/N/a\\b", "/N/\\..\\x"] {
+        for target in [
+            "/N/a%2fb",
+            "/N/a%2F..%2Fb",
+            "/N/%5c..",
+            "/N/a%5Cb",
+            "/N/a\\b",
+            "/N/\\..\\x",
+        ] {
             check(base, target, Err(TargetError::EncodedSeparator));
         }
         check(base, "/", Err(TargetError::NoName));
@@ -167,6 +203,13 @@ mod tests {
     fn splits_the_name_exactly() {
         assert_eq!(parse_target("/Name", None).unwrap().name, "Name");
         assert_eq!(parse_target("/NameSuffix/x", None).unwrap().name, "NameSuffix");
-        assert_eq!(parse_target("/Name/x/y", Some("a")).unwrap(), Target { name: "Name", rest: "/x/y", query: Some("a") });
+        assert_eq!(
+            parse_target("/Name/x/y", Some("a")).unwrap(),
+            Target {
+                name: "Name",
+                rest: "/x/y",
+                query: Some("a")
+            }
+        );
     }
 }

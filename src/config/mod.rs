@@ -137,12 +137,24 @@ pub struct Problem {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "{} has {n} problem{}", self.path.display(), if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{} has {n} problem{}",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             if p.line == 0 {
                 write!(f, "\n  {}: {}", self.path.display(), p.message)?;
             } else {
-                write!(f, "\n  {}:{}:{}: {}", self.path.display(), p.line, p.column, p.message)?;
+                write!(
+                    f,
+                    "\n  {}:{}:{}: {}",
+                    self.path.display(),
+                    p.line,
+                    p.column,
+                    p.message
+                )?;
             }
         }
         Ok(())
@@ -185,14 +197,28 @@ pub fn describe(config: &Config) -> String {
     let mut out = String::new();
     let mut named: Vec<_> = config.named_credentials.values().collect();
     named.sort_by(|a, b| a.name.cmp(&b.name));
-    let _ = writeln!(out, "{}: valid, listening on {}", config.path.display(), config.server.listen);
+    let _ = writeln!(
+        out,
+        "{}: valid, listening on {}",
+        config.path.display(),
+        config.server.listen
+    );
     for nc in named {
         let ec = &nc.external_credential;
         let _ = writeln!(out, "{} -> {}", nc.name, nc.url);
-        let _ = writeln!(out, "  external credential {} ({:?}, token_url {})", ec.name, ec.flow, ec.token_url);
+        let _ = writeln!(
+            out,
+            "  external credential {} ({}, token_url {})",
+            ec.name,
+            ec.flow.as_str(),
+            ec.token_url
+        );
         for p in &ec.principals {
             let sets: Vec<&str> = p.permission_sets.iter().map(|s| &**s).collect();
-            let scope = ec.effective_scope(p).map(|s| format!(", scope \"{s}\"")).unwrap_or_default();
+            let scope = ec
+                .effective_scope(p)
+                .map(|s| format!(", scope \"{s}\""))
+                .unwrap_or_default();
             let _ = writeln!(out, "    {}. {} [{}]{scope}", p.sequence, p.name, sets.join(", "));
         }
     }

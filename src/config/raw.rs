@@ -89,6 +89,14 @@ pub enum Flow {
     ClientCredentials,
 }
 
+impl Flow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
 /// Where the client id and secret go in a token request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,7 +135,9 @@ impl<'de> Deserialize<'de> for RawSecret {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
                 let Some(key) = map.next_key::<String>()? else {
-                    return Err(de::Error::custom(r#"expected { env = "VAR" } or { file = "PATH" }"#));
+                    return Err(de::Error::custom(
+                        r#"expected { env = "VAR" } or { file = "PATH" }"#,
+                    ));
                 };
                 let value: String = map.next_value()?;
                 let secret = match key.as_str() {
@@ -153,8 +163,10 @@ pub struct RawDuration(pub Duration);
 impl<'de> Deserialize<'de> for RawDuration {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(RawDuration)
-            .map_err(|e| de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. \"30s\" or \"500ms\"")))
+        humantime::parse_duration(&text).map(RawDuration).map_err(|e| {
+            de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write e.g. \"30s\" or \"500ms\""
+            ))
+        })
     }
 }

@@ -12,9 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::raw::{
-    Protocol, RawExternalCredential, RawNamedCredential, RawPrincipal, RawSecret, RawServer,
-};
+use super::raw::{Protocol, RawExternalCredential, RawNamedCredential, RawPrincipal, RawSecret, RawServer};
 use super::{Config, ExternalCredential, NamedCredential, Principal, Problem, Server, UpstreamUrl};
 use crate::secret::Secret;
 
@@ -195,7 +193,10 @@ impl Validator<'_> {
         for (key, value) in table {
             let name = Spanned::new(key.span(), key.get_ref().to_string());
             if let Err(why) = check_name(name.get_ref()) {
-                self.problem(Some(name.span()), format!("{what} name `{}` {why}", name.get_ref()));
+                self.problem(
+                    Some(name.span()),
+                    format!("{what} name `{}` {why}", name.get_ref()),
+                );
             }
             out.push((name, value));
         }
@@ -218,20 +219,24 @@ impl Validator<'_> {
                 None
             }
         };
-        if let Some(addr) = listen {
-            if !addr.ip().is_loopback() && !raw.allow_remote_callers {
-                self.problem(
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+            && !raw.allow_remote_callers
+        {
+            self.problem(
                     listen_span,
                     format!(
                         "listen `{addr}` is not a loopback address: anyone who can reach it could assert any permission set; set `allow_remote_callers = true` in [server] if that is intended"
                     ),
                 );
-            }
         }
         let mut default_sets = Vec::new();
         for set in raw.default_permission_sets {
             if let Err(why) = check_name(set.get_ref()) {
-                self.problem(Some(set.span()), format!("permission set name `{}` {why}", set.get_ref()));
+                self.problem(
+                    Some(set.span()),
+                    format!("permission set name `{}` {why}", set.get_ref()),
+                );
             }
             default_sets.push(set.into_inner().into_boxed_str());
         }
@@ -259,7 +264,10 @@ impl Validator<'_> {
                 Ok(s @ 400..=599) => refresh_on_status.push(s),
                 _ => self.problem(
                     Some(status.span()),
-                    format!("{context}: refresh_on_status {} is not an HTTP error status (400-599)", status.get_ref()),
+                    format!(
+                        "{context}: refresh_on_status {} is not an HTTP error status (400-599)",
+                        status.get_ref()
+                    ),
                 ),
             }
         }
@@ -272,10 +280,16 @@ impl Validator<'_> {
             let p: RawPrincipal = spanned.into_inner();
             let pname = p.name.get_ref().clone();
             if let Err(why) = check_name(&pname) {
-                self.problem(Some(p.name.span()), format!("{context}: principal name `{pname}` {why}"));
+                self.problem(
+                    Some(p.name.span()),
+                    format!("{context}: principal name `{pname}` {why}"),
+                );
             }
             if names.insert(pname.clone(), p.name.span()).is_some() {
-                self.problem(Some(p.name.span()), format!("{context}: principal `{pname}` is defined twice"));
+                self.problem(
+                    Some(p.name.span()),
+                    format!("{context}: principal `{pname}` is defined twice"),
+                );
             }
             let sequence = *p.sequence.get_ref();
             if let Some(other) = sequences.insert(sequence, pname.clone()) {
@@ -287,7 +301,10 @@ impl Validator<'_> {
             let mut sets = Vec::new();
             for set in &p.permission_sets {
                 if let Err(why) = check_name(set.get_ref()) {
-                    self.problem(Some(set.span()), format!("{context}: permission set name `{}` {why}", set.get_ref()));
+                    self.problem(
+                        Some(set.span()),
+                        format!("{context}: permission set name `{}` {why}", set.get_ref()),
+                    );
                 }
                 sets.push(set.get_ref().clone().into_boxed_str());
             }
@@ -321,7 +338,9 @@ impl Validator<'_> {
             client_auth: raw.client_auth,
             token_params: raw.token_params.into_iter().collect(),
             refresh_on_status,
-            refresh_before_expiry: raw.refresh_before_expiry.map_or(DEFAULT_REFRESH_BEFORE_EXPIRY, |d| d.0),
+            refresh_before_expiry: raw
+                .refresh_before_expiry
+                .map_or(DEFAULT_REFRESH_BEFORE_EXPIRY, |d| d.0),
             default_token_ttl: raw.default_token_ttl.map(|d| d.0),
             token_timeout: raw.token_timeout.map_or(DEFAULT_TOKEN_TIMEOUT, |d| d.0),
             principals,
@@ -339,7 +358,10 @@ impl Validator<'_> {
         let mut url = None;
         if let Some(uri) = uri {
             if uri.query().is_some() {
-                self.problem(Some(raw.url.span()), format!("{context}: url must not have a query string"));
+                self.problem(
+                    Some(raw.url.span()),
+                    format!("{context}: url must not have a query string"),
+                );
             } else {
                 let parts = uri.into_parts();
                 let base_path = parts
@@ -371,21 +393,30 @@ impl Validator<'_> {
         for (key, value) in &raw.headers {
             let header = HeaderName::from_bytes(key.get_ref().as_bytes());
             let Ok(header) = header else {
-                self.problem(Some(key.span()), format!("{context}: `{}` is not a valid header name", key.get_ref()));
+                self.problem(
+                    Some(key.span()),
+                    format!("{context}: `{}` is not a valid header name", key.get_ref()),
+                );
                 continue;
             };
             if RESERVED_HEADERS.contains(&header.as_str())
                 || header.as_str().starts_with("x-callout-")
                 || (header == http::header::AUTHORIZATION && raw.generate_authorization_header)
             {
-                self.problem(Some(key.span()), format!("{context}: header `{header}` is set by callout and cannot be configured"));
+                self.problem(
+                    Some(key.span()),
+                    format!("{context}: header `{header}` is set by callout and cannot be configured"),
+                );
                 continue;
             }
             match HeaderValue::from_str(value.get_ref()) {
                 Ok(v) => {
                     headers.append(header, v);
                 }
-                Err(_) => self.problem(Some(value.span()), format!("{context}: header `{header}` has a value that is not valid in HTTP")),
+                Err(_) => self.problem(
+                    Some(value.span()),
+                    format!("{context}: header `{header}` has a value that is not valid in HTTP"),
+                ),
             }
         }
 
@@ -395,7 +426,10 @@ impl Validator<'_> {
             let path = self.base_dir.join(file.get_ref());
             match read_certificates(&path) {
                 Ok(certs) => extra_roots = certs,
-                Err(why) => self.problem(Some(file.span()), format!("{context}: ca_file `{}`: {why}", path.display())),
+                Err(why) => self.problem(
+                    Some(file.span()),
+                    format!("{context}: ca_file `{}`: {why}", path.display()),
+                ),
             }
             ca_file = Some(path);
         }
@@ -423,7 +457,10 @@ impl Validator<'_> {
         let span = Some(text.span());
         let value = text.get_ref();
         if value.contains('#') {
-            self.problem(span, format!("{context}: {key} `{value}` must not have a fragment"));
+            self.problem(
+                span,
+                format!("{context}: {key} `{value}` must not have a fragment"),
+            );
             return None;
         }
         let uri: http::Uri = match value.parse() {
@@ -434,7 +471,10 @@ impl Validator<'_> {
             }
         };
         let Some(host) = uri.host() else {
-            self.problem(span, format!("{context}: {key} `{value}` must be an absolute http:// or https:// URL"));
+            self.problem(
+                span,
+                format!("{context}: {key} `{value}` must be an absolute http:// or https:// URL"),
+            );
             return None;
         };
         match uri.scheme_str() {
@@ -450,7 +490,10 @@ impl Validator<'_> {
                 return None;
             }
             _ => {
-                self.problem(span, format!("{context}: {key} `{value}` must be an http:// or https:// URL"));
+                self.problem(
+                    span,
+                    format!("{context}: {key} `{value}` must be an http:// or https:// URL"),
+                );
                 return None;
             }
         }
@@ -464,7 +507,10 @@ impl Validator<'_> {
             RawSecret::Env(var) => match (self.env)(var) {
                 Some(value) => Some(Secret::new(value)),
                 None => {
-                    self.problem(span, format!("{context}: environment variable `{var}` is not set"));
+                    self.problem(
+                        span,
+                        format!("{context}: environment variable `{var}` is not set"),
+                    );
                     None
                 }
             },
@@ -514,8 +560,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
 
 fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
@@ -541,7 +586,12 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// ", did you mean `X`?" for the closest known name, when one is close.
 pub(crate) fn suggestion<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
     let best = known
-        .map(|k| (edit_distance(&name.to_ascii_lowercase(), &k.to_ascii_lowercase()), k))
+        .map(|k| {
+            (
+                edit_distance(&name.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                k,
+            )
+        })
         .min();
     match best {
         Some((d, k)) if d <= name.len().max(3) / 3 + 1 => format!("; did you mean `{k}`?"),
@@ -555,10 +605,294 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
     prev[b.len()]
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:7575"
+default_permission_sets = ["Everyone"]
+shutdown_grace = "2s"
+
+[external_credentials.Target_Org]
+protocol = "oauth2"
+flow = "client_credentials"
+token_url = "https://login.example.com/services/oauth2/token"
+scope = "api"
+client_auth = "body"
+token_params = { audience = "https://api.example.com" }
+refresh_on_status = [403, 500]
+refresh_before_expiry = "30s"
+default_token_ttl = "2h"
+token_timeout = "5s"
+
+[[external_credentials.Target_Org.principals]]
+name = "Reader"
+sequence = 20
+permission_sets = ["Everyone"]
+client_id = "reader"
+client_secret = { env = "READER_SECRET" }
+
+[[external_credentials.Target_Org.principals]]
+name = "Admin"
+sequence = 1
+permission_sets = ["Integration_Admin"]
+client_id = "admin"
+client_secret = "literal"
+scope = "api full"
+
+[named_credentials.Target_Org_API]
+url = "https://target.example.com/services/data/v60.0/"
+external_credential = "Target_Org"
+timeout = "30s"
+headers = { "X-Request-Source" = "callout" }
+"#;
+
+    fn env(var: &str) -> Option<String> {
+        (var == "READER_SECRET").then(|| "from-env".to_owned())
+    }
+
+    fn load(text: &str) -> Result<Config, Vec<Problem>> {
+        validate(Path::new("/nowhere/callout.toml"), text, &env)
+    }
+
+    /// Every problem of `text`, as `LINE:COL: message`.
+    fn problems(text: &str) -> Vec<String> {
+        load(text)
+            .map(|_| ())
+            .unwrap_err()
+            .into_iter()
+            .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn loads_every_key() {
+        let config = load(GOOD).unwrap();
+        assert_eq!(config.server.default_permission_sets, vec!["Everyone".into()]);
+        assert_eq!(config.server.shutdown_grace, Duration::from_secs(2));
+        let nc = &config.named_credentials["Target_Org_API"];
+        assert_eq!(
+            nc.url.to_string(),
+            "https://target.example.com/services/data/v60.0"
+        );
+        assert_eq!(nc.timeout, Duration::from_secs(30));
+        assert_eq!(nc.headers["x-request-source"], "callout");
+        let ec = &nc.external_credential;
+        assert_eq!(ec.client_auth, crate::config::ClientAuth::Body);
+        assert_eq!(ec.refresh_on_status, vec![403, 500]);
+        assert!(ec.refreshes_on(401) && ec.refreshes_on(500) && !ec.refreshes_on(404));
+        assert_eq!(
+            ec.token_params,
+            vec![("audience".to_owned(), "https://api.example.com".to_owned())]
+        );
+        assert_eq!(ec.default_token_ttl, Some(Duration::from_secs(7200)));
+        let names: Vec<&str> = ec.principals.iter().map(|p| &*p.name).collect();
+        assert_eq!(names, ["Admin", "Reader"], "sorted by sequence");
+        assert_eq!(ec.principals[1].client_secret.expose(), "from-env");
+        assert_eq!(ec.effective_scope(&ec.principals[0]), Some("api full"));
+        assert_eq!(ec.effective_scope(&ec.principals[1]), Some("api"));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_place() {
+        let text = GOOD
+            .replace("name = \"Reader\"", "name = \"Bad__Name\"")
+            .replace("sequence = 20", "sequence = 1")
+            .replace("scope = \"api\"\n", "scope = \"api\"\nsurprise = 1\n")
+            .replace("https://target.example.com", "http://target.example.com")
+            .replace("READER_SECRET", "MISSING_SECRET")
+            .replace(
+                "[named_credentials.Target_Org_API]",
+                "[named_credentials.Target_Org_API_]",
+            );
+        let found = problems(&text);
+        let expect = [
+            "unknown field `surprise`",
+            "principal name `Bad__Name` must not contain two consecutive underscores",
+            "sequence 1 of principal `Admin` is already used by principal `Bad__Name`",
+            "environment variable `MISSING_SECRET` is not set",
+            "named credential name `Target_Org_API_` must not end with an underscore",
+        ];
+        // The unknown key hides the rest of its own entry (serde stops there), so check it
+        // separately from the others.
+        assert!(found.iter().any(|p| p.contains(expect[0])), "{found:#?}");
+        let without_unknown = problems(&text.replace("surprise = 1\n", ""));
+        for e in &expect[1..] {
+            assert!(
+                without_unknown.iter().any(|p| p.contains(e)),
+                "missing {e:?} in {without_unknown:#?}"
+            );
+        }
+        assert!(
+            without_unknown
+                .iter()
+                .any(|p| p.contains("plain http to a non-loopback host")),
+            "{without_unknown:#?}"
+        );
+        assert!(
+            without_unknown.iter().all(|p| !p.starts_with("0:")),
+            "every problem has a place"
+        );
+        assert!(without_unknown.len() >= 5);
+    }
+
+    #[test]
+    fn places_are_line_and_column() {
+        let found = problems("[server]\nlisten = \"0.0.0.0:80\"\n");
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("2:10: listen `0.0.0.0:80` is not a loopback address"),
+            "{found:?}"
+        );
+        let found = problems("[server]\nbogus = true\n[unknown_table]\n");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("2:1: ") && p.contains("bogus")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("3:2: unknown key `unknown_table`")),
+            "{found:?}"
+        );
+        let found = problems("[server\n");
+        assert!(found[0].starts_with("1:"), "{found:?}");
+    }
+
+    #[test]
+    fn name_rules() {
+        for ok in ["A", "Target_Org", "a1_b2", "X9"] {
+            assert_eq!(check_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "_a", "1a", "a_", "a__b", "a-b", "a b", "ä", ".callout"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let cases = [
+            (
+                GOOD.replace("listen = \"127.0.0.1:7575\"", "listen = \"0.0.0.0:7575\""),
+                "not a loopback address",
+            ),
+            (GOOD.replace("[403, 500]", "[200, 403]"), "refresh_on_status 200"),
+            (
+                GOOD.replace(
+                    "external_credential = \"Target_Org\"",
+                    "external_credential = \"Target_Orgg\"",
+                ),
+                "did you mean `Target_Org`?",
+            ),
+            (
+                GOOD.replace("v60.0/\"", "v60.0?x=1\""),
+                "must not have a query string",
+            ),
+            (
+                GOOD.replace("v60.0/\"", "v60.0#frag\""),
+                "must not have a fragment",
+            ),
+            (
+                GOOD.replace("token_url = \"https", "token_url = \"ftp"),
+                "must be an http:// or https:// URL",
+            ),
+            (
+                GOOD.replace("\"X-Request-Source\"", "\"Host\""),
+                "header `host` is set by callout",
+            ),
+            (
+                GOOD.replace("\"X-Request-Source\"", "\"Authorization\""),
+                "header `authorization` is set by callout",
+            ),
+            (
+                GOOD.replace("client_auth = \"body\"", "client_auth = \"query\""),
+                "unknown variant `query`",
+            ),
+            (
+                GOOD.replace("flow = \"client_credentials\"", "flow = \"password\""),
+                "unknown variant `password`",
+            ),
+            (
+                GOOD.replace("token_timeout = \"5s\"", "token_timeout = \"5 parsecs\""),
+                "is not a duration",
+            ),
+            (
+                GOOD.replace(
+                    "permission_sets = [\"Everyone\"]\nclient_id",
+                    "permission_sets = []\nclient_id",
+                ),
+                "has no permission_sets",
+            ),
+            (
+                GOOD.replace("client_secret = \"literal\"", "client_secret = { vault = \"x\" }"),
+                "unknown field `vault`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let found = problems(&text);
+            assert!(
+                found.iter().any(|p| p.contains(expected)),
+                "expected {expected:?} in {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_is_allowed_to_loopback_or_when_asked() {
+        let loopback = GOOD
+            .replace("https://login.example.com", "http://127.0.0.1:9000")
+            .replace("https://target.example.com", "http://localhost:8080");
+        assert!(load(&loopback).is_ok());
+        let asked = GOOD
+            .replace("https://login.example.com", "http://idp.internal")
+            .replace(
+                "token_timeout = \"5s\"",
+                "token_timeout = \"5s\"\nallow_plain_http = true",
+            );
+        assert!(load(&asked).is_ok());
+        let remote = GOOD.replace(
+            "listen = \"127.0.0.1:7575\"",
+            "listen = \"0.0.0.0:7575\"\nallow_remote_callers = true",
+        );
+        assert!(load(&remote).is_ok());
+    }
+
+    #[test]
+    fn secret_files_are_relative_to_the_config_and_lose_one_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "s3cret\n\n").unwrap();
+        let text = GOOD.replace("\"literal\"", "{ file = \"secret.txt\" }");
+        let config = validate(&dir.path().join("callout.toml"), &text, &env).unwrap();
+        let ec = &config.external_credentials[0];
+        assert_eq!(ec.principals[0].client_secret.expose(), "s3cret\n");
+        let missing = validate(
+            &dir.path().join("callout.toml"),
+            &text.replace("secret.txt", "nope.txt"),
+            &env,
+        );
+        assert!(missing.unwrap_err()[0].message.contains("nope.txt"));
+    }
+
+    #[test]
+    fn problems_never_show_a_secret() {
+        let text = GOOD.replace(
+            "client_secret = \"literal\"",
+            "client_secret = \"literal\"\nsecret_typo = \"x\"",
+        );
+        let all = problems(&text).join("\n");
+        assert!(!all.contains("literal") && !all.contains("from-env"), "{all}");
+    }
+}

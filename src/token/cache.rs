@@ -164,13 +164,13 @@ impl TokenSlot {
     /// is (or is now) in flight.
     pub async fn get(self: &Arc<Self>) -> Result<(Arc<Token>, CacheOutcome), TokenError> {
         let now = Instant::now();
-        if let Some(token) = self.current.load_full() {
-            if token.usable(now) {
-                if token.due_for_renewal(now) {
-                    self.renew_in_background(now);
-                }
-                return Ok((token, CacheOutcome::Hit));
+        if let Some(token) = self.current.load_full()
+            && token.usable(now)
+        {
+            if token.due_for_renewal(now) {
+                self.renew_in_background(now);
             }
+            return Ok((token, CacheOutcome::Hit));
         }
         let mut rx = match self.join_or_start(now) {
             Joined::Ready(token) => return Ok((token, CacheOutcome::Hit)),
@@ -223,15 +223,16 @@ impl TokenSlot {
             return Joined::Waiting(rx.clone());
         }
         // Re-check under the lock: a request that just finished may have filled the cache.
-        if let Some(token) = self.current.load_full() {
-            if token.usable(now) && !token.due_for_renewal(now) {
-                return Joined::Ready(token);
-            }
+        if let Some(token) = self.current.load_full()
+            && token.usable(now)
+            && !token.due_for_renewal(now)
+        {
+            return Joined::Ready(token);
         }
-        if let Some((err, until)) = &flight.failed {
-            if now < *until {
-                return Joined::Failed(err.clone());
-            }
+        if let Some((err, until)) = &flight.failed
+            && now < *until
+        {
+            return Joined::Failed(err.clone());
         }
         let Some(cache) = self.cache.upgrade() else {
             return Joined::Failed(TokenError::Unreachable("callout is shutting down".into()));

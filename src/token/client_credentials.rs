@@ -80,7 +80,8 @@ impl ClientCredentials {
 
 fn basic(user: &str, password: &str) -> HeaderValue {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let mut value = HeaderValue::try_from(format!("Basic {encoded}")).expect("base64 is a valid header value");
+    let mut value =
+        HeaderValue::try_from(format!("Basic {encoded}")).expect("base64 is a valid header value");
     value.set_sensitive(true);
     value
 }

@@ -17,7 +17,6 @@ pub use cache::{CacheOutcome, SlotStatus, Token, TokenCache, TokenKey, TokenSlot
 pub use client_credentials::ClientCredentials;
 pub use response::{Fetched, TokenError, parse_token_response};
 
-
 /// The HTTP client token requests go out on.
 pub type TokenHttp = hyper_util::client::legacy::Client<crate::client::Connector, Full<Bytes>>;
 
@@ -72,7 +71,11 @@ mod tests {
 
     fn check(lifetime: u64, before: u64, refresh: u64, usable: u64) {
         let (r, u) = schedule(Duration::from_secs(lifetime), Duration::from_secs(before));
-        assert_eq!((r, u), (Duration::from_secs(refresh), Duration::from_secs(usable)), "lifetime {lifetime}s");
+        assert_eq!(
+            (r, u),
+            (Duration::from_secs(refresh), Duration::from_secs(usable)),
+            "lifetime {lifetime}s"
+        );
     }
 
     #[test]

@@ -23,9 +23,15 @@ pub enum TokenError {
     #[error("token endpoint did not answer within {0:?}")]
     Timeout(Duration),
     #[error("token endpoint answered HTTP {status}{}", content_hint(.content_type))]
-    Status { status: u16, content_type: Option<String> },
+    Status {
+        status: u16,
+        content_type: Option<String>,
+    },
     #[error("token endpoint refused: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    OAuth { error: String, description: Option<String> },
+    OAuth {
+        error: String,
+        description: Option<String>,
+    },
     #[error("token endpoint answer is not a usable token response: {0}")]
     Malformed(String),
 }
@@ -84,7 +90,10 @@ pub fn parse_token_response(
     }
     let parsed: SuccessBody = serde_json::from_slice(body).map_err(|e| {
         let what = if content_type.is_some_and(|c| !c.contains("json")) {
-            format!("content type is `{}`, not JSON", printable(content_type.unwrap_or_default(), 64))
+            format!(
+                "content type is `{}`, not JSON",
+                printable(content_type.unwrap_or_default(), 64)
+            )
         } else {
             // serde_json's message names the position, never the input.
             format!("invalid JSON ({e})")
@@ -95,25 +104,26 @@ pub fn parse_token_response(
         Some(t) if !t.is_empty() => AccessToken::new(t),
         _ => return Err(TokenError::Malformed("no `access_token`".into())),
     };
-    if let Some(kind) = parsed.token_type {
-        if !kind.eq_ignore_ascii_case("bearer") {
-            return Err(TokenError::Malformed(format!(
-                "token_type is `{}`, only Bearer tokens can be forwarded",
-                printable(&kind, 32)
-            )));
-        }
+    if let Some(kind) = parsed.token_type
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(TokenError::Malformed(format!(
+            "token_type is `{}`, only Bearer tokens can be forwarded",
+            printable(&kind, 32)
+        )));
     }
     if token.expose().bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-        return Err(TokenError::Malformed("access_token has characters that cannot go in a header".into()));
+        return Err(TokenError::Malformed(
+            "access_token has characters that cannot go in a header".into(),
+        ));
     }
     let lifetime = match parsed.expires_in {
         None => None,
         Some(ExpiresIn::Number(n)) => Some(seconds(n)?),
         Some(ExpiresIn::Text(s)) => {
-            let n: f64 = s
-                .trim()
-                .parse()
-                .map_err(|_| TokenError::Malformed(format!("expires_in `{}` is not a number", printable(&s, 32))))?;
+            let n: f64 = s.trim().parse().map_err(|_| {
+                TokenError::Malformed(format!("expires_in `{}` is not a number", printable(&s, 32)))
+            })?;
             Some(seconds(n)?)
         }
     };
@@ -121,10 +131,12 @@ pub fn parse_token_response(
 }
 
 fn seconds(n: f64) -> Result<Duration, TokenError> {
-    if n.is_finite() && n >= 1.0 && n <= 10.0 * 365.0 * 86_400.0 {
+    if n.is_finite() && (1.0..=10.0 * 365.0 * 86_400.0).contains(&n) {
         Ok(Duration::from_secs(n as u64))
     } else {
-        Err(TokenError::Malformed(format!("expires_in {n} is not a lifetime in seconds")))
+        Err(TokenError::Malformed(format!(
+            "expires_in {n} is not a lifetime in seconds"
+        )))
     }
 }
 
@@ -148,23 +160,56 @@ mod tests {
 
     #[test]
     fn expires_in_forms() {
-        assert_eq!(ok(r#"{"access_token":"a","expires_in":3600}"#).lifetime, Some(Duration::from_secs(3600)));
-        assert_eq!(ok(r#"{"access_token":"a","expires_in":"120"}"#).lifetime, Some(Duration::from_secs(120)));
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":3600}"#).lifetime,
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":"120"}"#).lifetime,
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(ok(r#"{"access_token":"a","token_type":"bearer"}"#).lifetime, None);
-        assert_eq!(ok(r#"{"access_token":"a","expires_in":null,"extra":[1]}"#).lifetime, None);
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":null,"extra":[1]}"#).lifetime,
+            None
+        );
     }
 
     #[test]
     fn rejects_what_cannot_be_forwarded() {
-        let bad = |status, ct: &str, body: &str| parse_token_response(status, Some(ct), body.as_bytes()).unwrap_err().to_string();
+        let bad = |status, ct: &str, body: &str| {
+            parse_token_response(status, Some(ct), body.as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
         assert!(bad(200, "application/json", r#"{"token_type":"Bearer"}"#).contains("no `access_token`"));
-        assert!(bad(200, "application/json", r#"{"access_token":"a","token_type":"mac"}"#).contains("mac"));
+        assert!(
+            bad(
+                200,
+                "application/json",
+                r#"{"access_token":"a","token_type":"mac"}"#
+            )
+            .contains("mac")
+        );
         assert!(bad(200, "text/html", "<html>").contains("text/html"));
         assert!(bad(200, "application/json", r#"{"access_token":"#).contains("invalid JSON"));
-        assert!(bad(200, "application/json", r#"{"access_token":"a","expires_in":"soon"}"#).contains("soon"));
-        assert!(bad(200, "application/json", r#"{"access_token":"a","expires_in":0}"#).contains("expires_in"));
+        assert!(
+            bad(
+                200,
+                "application/json",
+                r#"{"access_token":"a","expires_in":"soon"}"#
+            )
+            .contains("soon")
+        );
+        assert!(
+            bad(200, "application/json", r#"{"access_token":"a","expires_in":0}"#).contains("expires_in")
+        );
         assert!(bad(200, "application/json", r#"{"access_token":"a b"}"#).contains("header"));
-        let oauth = bad(401, "application/json", r#"{"error":"invalid_client","error_description":"bad secret"}"#);
+        let oauth = bad(
+            401,
+            "application/json",
+            r#"{"error":"invalid_client","error_description":"bad secret"}"#,
+        );
         assert_eq!(oauth, "token endpoint refused: invalid_client (bad secret)");
         assert!(bad(503, "text/plain", "down").contains("HTTP 503"));
     }
@@ -173,7 +218,9 @@ mod tests {
     fn error_text_from_the_server_is_tamed() {
         let long = "x".repeat(1000);
         let body = format!(r#"{{"error":"e\n\r{long}"}}"#);
-        let msg = parse_token_response(400, None, body.as_bytes()).unwrap_err().to_string();
+        let msg = parse_token_response(400, None, body.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(!msg.contains('\n') && msg.len() < 200);
     }
 }

@@ -6,7 +6,11 @@ async fn proxies_with_an_injected_token() {
     let token = TokenServer::start().await;
     let upstream = Upstream::start_checking(token.registry()).await;
     let callout = Callout::start(&basic_config(&token, &upstream, "")).await;
-    let (status, _, body) = http_get(&callout.url("/Api/things?x=1"), &[("x-callout-permission-sets", "Read_Set")]).await;
+    let (status, _, body) = http_get(
+        &callout.url("/Api/things?x=1"),
+        &[("x-callout-permission-sets", "Read_Set")],
+    )
+    .await;
     assert_eq!(status, 200, "{body:?}");
     let seen = upstream.last().unwrap();
     assert_eq!(seen.target, "/base/things?x=1");

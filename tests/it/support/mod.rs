@@ -248,15 +248,9 @@ mod fixture_smoke {
             req.authorization.as_deref(),
             Some("Basic bXklMjBpZDpzJTNBZWNyZXQ=")
         );
-        assert_eq!(
-            req.basic_auth_raw(),
-            Some(("my%20id".into(), "s%3Aecret".into()))
-        );
+        assert_eq!(req.basic_auth_raw(), Some(("my%20id".into(), "s%3Aecret".into())));
         assert_eq!(req.basic_auth(), Some(("my id".into(), "s:ecret".into())));
-        assert_eq!(
-            req.raw_body,
-            "grant_type=client_credentials&scope=read+write%21"
-        );
+        assert_eq!(req.raw_body, "grant_type=client_credentials&scope=read+write%21");
         assert_eq!(
             req.form,
             vec![
@@ -311,8 +305,7 @@ mod fixture_smoke {
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         server.set_fault(Fault::Html);
-        let (status, headers, body) =
-            post_form(&server, &[], "grant_type=client_credentials").await;
+        let (status, headers, body) = post_form(&server, &[], "grant_type=client_credentials").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers[header::CONTENT_TYPE], "text/html");
         assert_eq!(body, "<html>oops</html>");
@@ -416,8 +409,7 @@ mod fixture_smoke {
     async fn upstream_streams_pattern() {
         let upstream = Upstream::start().await;
         for n in [0u64, 1, 250, 251, 65_536, 1_000_003] {
-            let (status, headers, body) =
-                http_get(&format!("{}/stream/{n}", upstream.url()), &[]).await;
+            let (status, headers, body) = http_get(&format!("{}/stream/{n}", upstream.url()), &[]).await;
             assert_eq!(status, StatusCode::OK);
             assert_eq!(headers[header::CONTENT_LENGTH], n.to_string().as_str());
             assert_eq!(body.len() as u64, n);
@@ -446,13 +438,8 @@ mod fixture_smoke {
     async fn upstream_large_upload() {
         let upstream = Upstream::start().await;
         let body = Bytes::from(pattern(8 << 20));
-        let (status, _, _) = http_request(
-            "POST",
-            &format!("{}/upload", upstream.url()),
-            &[],
-            body.clone(),
-        )
-        .await;
+        let (status, _, _) =
+            http_request("POST", &format!("{}/upload", upstream.url()), &[], body.clone()).await;
         assert_eq!(status, StatusCode::OK);
         let seen = upstream.last().unwrap();
         assert_eq!(seen.body_len, 8 << 20);
@@ -524,10 +511,7 @@ mod fixture_smoke {
         )
         .await;
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-        assert!(
-            response.contains(r#""target":"/a%2Fb?x=%20y&z""#),
-            "{response}"
-        );
+        assert!(response.contains(r#""target":"/a%2Fb?x=%20y&z""#), "{response}");
         assert_eq!(upstream.last().unwrap().target, "/a%2Fb?x=%20y&z");
 
         raw_request(

@@ -143,10 +143,7 @@ pub struct TokenRequest {
 impl TokenRequest {
     /// The first form field called `key`.
     pub fn form_value(&self, key: &str) -> Option<String> {
-        self.form
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
+        self.form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     }
 
     /// The `Authorization: Basic` credentials exactly as base64-decoded,
@@ -359,12 +356,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
 
 impl State {
     /// Issues a new token, registers it, and builds the §5.1 response.
-    fn issue(
-        &self,
-        arrived: Instant,
-        scope: Option<String>,
-        token_type: &str,
-    ) -> Response<RespBody> {
+    fn issue(&self, arrived: Instant, scope: Option<String>, token_type: &str) -> Response<RespBody> {
         let n = self.next_token.fetch_add(1, Ordering::SeqCst) + 1;
         let token = format!("tok-{n}-{:016x}", RandomState::new().hash_one(n));
         let expires_in = lock(&self.expires_in).clone();

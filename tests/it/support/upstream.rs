@@ -233,8 +233,7 @@ impl State {
         if let Some(token) = token {
             let status = lock(&self.statuses).get(token).copied();
             if let Some(status) = status {
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let mut resp = text(status, "status for token");
                 if status == StatusCode::UNAUTHORIZED {
                     add_challenge(&mut resp, true);
@@ -279,10 +278,8 @@ fn add_challenge(resp: &mut Response<RespBody>, invalid: bool) {
     } else {
         "Bearer"
     };
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
-    );
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
 }
 
 fn text(status: StatusCode, body: &str) -> Response<RespBody> {
@@ -338,9 +335,7 @@ pub fn digest(bytes: &[u8]) -> u64 {
 
 /// Bytes `offset..offset + len` of the `/stream/<N>` pattern.
 pub fn pattern_slice(offset: u64, len: usize) -> Vec<u8> {
-    (offset..offset + len as u64)
-        .map(|i| (i % 251) as u8)
-        .collect()
+    (offset..offset + len as u64).map(|i| (i % 251) as u8).collect()
 }
 
 /// The whole `/stream/<n>` body (for small `n`).
