@@ -8,4 +8,5 @@ mod errors;
 mod process;
 mod routing;
 mod smoke;
+mod tls;
 mod tokens;
