@@ -32,7 +32,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     serve("127.0.0.1:7581", echo_api).await?;
 
     let config = callout::Config::load(CONFIG.as_ref())?;
-    let listen = config.server.listen;
+    let callout::config::Listen::Tcp(listen) = config.server.listen else {
+        return Err("config/demo.toml must listen on TCP".into());
+    };
     let proxy = callout::Proxy::new(config)?;
     let listener = TcpListener::bind(listen).await?;
     tokio::spawn(callout::run(listener, proxy, async {

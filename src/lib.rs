@@ -9,6 +9,7 @@
 //! - `server`: accepts connections, HTTP/1.1 and h2c, graceful drain.
 //! - `proxy`: the request path, and the state that outlives a reload.
 //! - `admin`: the `/.callout/` endpoints.
+//! - `caller`: who is calling (caller tokens, Unix peer uids) and what they may assert.
 //! - `routing`: request target to named credential and upstream URI, refusing escapes.
 //! - `principal`: asserted permission sets to the lowest-sequence principal.
 //! - `token`: token requests (`Grant`), response parsing, the shared cache.
@@ -24,6 +25,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod caller;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
+use callout::config::Listen;
+use callout::server::Listener;
 use callout::{Config, Proxy};
 
 /// A credential-injecting HTTP reverse proxy.
@@ -117,7 +119,12 @@ fn init_logging(format: LogFormat) {
 
 fn load(path: &Path) -> Option<Config> {
     match Config::load(path) {
-        Ok(config) => Some(config),
+        Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            Some(config)
+        }
         Err(err) => {
             eprintln!("error: {err}");
             None
@@ -129,7 +136,7 @@ async fn serve(path: &Path) -> ExitCode {
     let Some(config) = load(path) else {
         return ExitCode::FAILURE;
     };
-    let listen = config.server.listen;
+    let listen = config.server.listen.clone();
     let proxy = match Proxy::new(config) {
         Ok(proxy) => proxy,
         Err(err) => {
@@ -137,17 +144,20 @@ async fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!("error: cannot listen on {listen}: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = listener.local_addr().map_or(listen, |a| a);
-    tracing::info!(listen = %local, config = %path.display(), "callout is serving");
+    let listener: Listener = match &listen {
+        Listen::Tcp(addr) => tokio::net::TcpListener::bind(addr).await.map(Listener::from),
+        Listen::Unix { path, mode } => callout::server::bind_unix(path, *mode).map(Listener::from),
+    }
+    .unwrap_or_else(|err| {
+        eprintln!("error: cannot listen on {listen}: {err}");
+        std::process::exit(1);
+    });
+    tracing::info!(listen = %listen, config = %path.display(), "callout is serving");
     tokio::spawn(reload_on_sighup(path.to_owned(), proxy.clone()));
     callout::run(listener, proxy, shutdown_signal()).await;
+    if let Listen::Unix { path, .. } = &listen {
+        let _ = std::fs::remove_file(path);
+    }
     ExitCode::SUCCESS
 }
 
@@ -158,13 +168,18 @@ async fn reload_on_sighup(path: PathBuf, proxy: Arc<Proxy>) {
     };
     while hangups.recv().await.is_some() {
         let config = match Config::load(&path) {
-            Ok(config) => config,
+            Ok(config) => {
+                for warning in config.warnings() {
+                    tracing::warn!("{warning}");
+                }
+                config
+            }
             Err(err) => {
                 tracing::error!("reload refused, the current config keeps serving: {err}");
                 continue;
             }
         };
-        let old_listen = proxy.routes().config.server.listen;
+        let old_listen = proxy.routes().config.server.listen.clone();
         if config.server.listen != old_listen {
             tracing::warn!(listen = %old_listen, "server.listen changed; it takes effect at the next start");
         }

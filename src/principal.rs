@@ -50,16 +50,21 @@ pub fn asserted_sets<'a>(
     headers: &'a HeaderMap,
     defaults: &'a [Box<str>],
 ) -> Result<Vec<&'a str>, BadHeader> {
+    Ok(header_sets(headers)?.unwrap_or_else(|| defaults.iter().map(|s| &**s).collect()))
+}
+
+/// The sets in `x-callout-permission-sets`, or `None` when the header is absent.
+pub fn header_sets(headers: &HeaderMap) -> Result<Option<Vec<&str>>, BadHeader> {
     let mut lines = headers.get_all(PERMISSION_SETS_HEADER).iter().peekable();
     if lines.peek().is_none() {
-        return Ok(defaults.iter().map(|s| &**s).collect());
+        return Ok(None);
     }
     let mut sets = Vec::new();
     for line in lines {
         let text = line.to_str().map_err(|_| BadHeader)?;
         sets.extend(text.split(',').map(str::trim).filter(|s| !s.is_empty()));
     }
-    Ok(sets)
+    Ok(Some(sets))
 }
 
 #[cfg(test)]

@@ -18,12 +18,13 @@ use hyper_util::client::legacy::Client;
 use rustls_pki_types::CertificateDer;
 
 use crate::body::{BodyError, Prepared, RequestBody, ResponseBody};
+use crate::caller::{Peer, authenticate, effective_sets};
 use crate::client::Connector;
 use crate::config::{Config, ExternalCredential, NamedCredential};
 use crate::error::{ProxyError, cause_chain};
 use crate::forward::{Outgoing, clean_response};
 use crate::metrics::{Labels, Metrics, Outcome, Series};
-use crate::principal::{PrincipalIndex, asserted_sets};
+use crate::principal::{PrincipalIndex, header_sets};
 use crate::routing::{parse_target, upstream_uri};
 use crate::token::{CacheOutcome, ClientCredentials, Grant, Lifetimes, TokenCache, TokenKey, TokenSlot};
 
@@ -166,7 +167,7 @@ impl Proxy {
     }
 
     /// Answers one request.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
         let started = Instant::now();
         if request.uri().path().starts_with("/.callout/") {
             return crate::admin::handle(&self, &request).map(Either::Right);
@@ -174,7 +175,7 @@ impl Proxy {
         let routes = self.routes.load_full();
         let method = request.method().clone();
         let mut log = RequestLog::default();
-        let result = self.proxy(&routes, request, &mut log).await;
+        let result = self.proxy(&routes, request, peer, &mut log).await;
         let elapsed = started.elapsed();
         let (response, outcome) = match result {
             Ok(response) => {
@@ -195,6 +196,7 @@ impl Proxy {
         tracing::info!(
             target: "callout::access",
             method = %method,
+            caller = log.caller.as_deref().unwrap_or("-"),
             named_credential = log.named_credential.as_deref().unwrap_or("-"),
             principal = log.principal.as_deref().unwrap_or("-"),
             status = response.status().as_u16(),
@@ -210,12 +212,15 @@ impl Proxy {
         &self,
         routes: &Routes,
         request: Request<Incoming>,
+        peer: Peer,
         log: &mut RequestLog,
     ) -> Result<Response<Incoming>, ProxyError> {
         if request.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed(Method::CONNECT));
         }
         let (parts, body) = request.into_parts();
+        let caller = authenticate(&routes.config.callers, &parts.headers, peer)?;
+        log.caller = caller.map(|c| c.name.clone());
         let target = parse_target(parts.uri.path(), parts.uri.query())
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         let Some(route) = routes.by_name.get(target.name) else {
@@ -229,9 +234,9 @@ impl Proxy {
         log.named_credential = Some(named.name.clone());
         log.series = Some(route.unattributed.clone());
 
-        let asserted = asserted_sets(&parts.headers, &routes.config.server.default_permission_sets)
-            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-        let Some(chosen) = route.index.choose(asserted) else {
+        let asserted = header_sets(&parts.headers).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        let sets = effective_sets(caller, asserted, &routes.config.server.default_permission_sets);
+        let Some(chosen) = route.index.choose(sets) else {
             return Err(ProxyError::NoPrincipal {
                 external_credential: ec.name.clone(),
             });
@@ -358,6 +363,7 @@ fn token_key(ec: &ExternalCredential, p: &crate::config::Principal) -> TokenKey 
 /// What the access log line says about a request.
 #[derive(Default)]
 struct RequestLog {
+    caller: Option<Box<str>>,
     named_credential: Option<Box<str>>,
     principal: Option<Box<str>>,
     cache: Option<CacheOutcome>,
@@ -376,6 +382,8 @@ impl Routes {
                 server: crate::config::Server::default(),
                 external_credentials: Vec::new(),
                 named_credentials: HashMap::new(),
+                callers: Vec::new(),
+                has_literal_secrets: false,
             }),
             by_name: HashMap::new(),
             unmatched: Arc::new(Series::default()),

@@ -1,24 +1,80 @@
-//! Accepting connections (HTTP/1.1 and h2c on one port) and draining them on shutdown.
+//! Accepting connections (HTTP/1.1 and h2c on one port, TCP or a Unix socket) and draining
+//! them on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::rt::{Read, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 
+use crate::caller::Peer;
 use crate::proxy::Proxy;
 
 /// A client that has not sent its request headers by then is disconnected.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where connections come from.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Self {
+        Listener::Tcp(listener)
+    }
+}
+
+impl From<UnixListener> for Listener {
+    fn from(listener: UnixListener) -> Self {
+        Listener::Unix(listener)
+    }
+}
+
+/// Binds a Unix socket at `path` with permissions `mode`, replacing a stale socket.
+///
+/// The socket is created inside a fresh private directory, given its mode, and only then
+/// renamed into place, so there is no moment at which it exists with looser permissions.
+pub fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = parent.join(format!(".callout-{}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let staged = private.join("sock");
+    let result = UnixListener::bind(&staged).and_then(|listener| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    result
+}
+
 /// Serves `listener` until `shutdown` completes, then stops accepting and gives in-flight
 /// requests up to the config's `shutdown_grace` to finish.
-pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
+pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
+    let listener = listener.into();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -34,29 +90,22 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future
 
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+            accepted = accept(&listener) => {
+                match accepted {
+                    Ok(Accepted::Tcp(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        serve(&builder, &graceful, &proxy, TokioIo::new(stream), Peer::default());
+                    }
+                    Ok(Accepted::Unix(stream)) => {
+                        let peer = Peer { uid: stream.peer_cred().ok().map(|c| c.uid()) };
+                        serve(&builder, &graceful, &proxy, TokioIo::new(stream), peer);
+                    }
                     Err(err) => {
                         // Usually out of file descriptors: back off instead of spinning.
                         tracing::warn!(error = %err, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
                     }
-                };
-                let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let service = service_fn(move |request| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(request).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(error = %err, "connection ended with an error");
-                    }
-                });
+                }
             }
             () = &mut shutdown => break,
         }
@@ -70,4 +119,38 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future
         () = graceful.shutdown() => tracing::info!("all connections finished"),
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown_grace elapsed; closing the remaining connections"),
     }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
+        Listener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
+fn serve<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    proxy: &Arc<Proxy>,
+    io: I,
+    peer: Peer,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let proxy = proxy.clone();
+    let service = service_fn(move |request| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
+    });
+    let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "connection ended with an error");
+        }
+    });
 }

@@ -32,11 +32,47 @@ pub struct Config {
     pub external_credentials: Vec<Arc<ExternalCredential>>,
     /// Keyed by name: what the first path segment of a request is looked up in.
     pub named_credentials: HashMap<Box<str>, Arc<NamedCredential>>,
+    /// When not empty, every proxied request must come from one of these.
+    pub callers: Vec<Caller>,
+    /// Literal secrets are written in the file itself (rather than `env` or `file`).
+    pub has_literal_secrets: bool,
+}
+
+/// Where callout listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// A Unix-domain socket, created with `mode` permissions.
+    Unix {
+        path: PathBuf,
+        mode: u32,
+    },
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(addr) => write!(f, "{addr}"),
+            Listen::Unix { path, .. } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A known caller: who may use callout, and with which permission sets.
+#[derive(Debug)]
+pub struct Caller {
+    pub name: Box<str>,
+    /// Presented as `Proxy-Authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+    /// On a Unix socket, a peer with this uid is this caller.
+    pub uid: Option<u32>,
+    /// The permission sets this caller may assert; also what it gets when it asserts none.
+    pub permission_sets: Vec<Box<str>>,
 }
 
 #[derive(Debug)]
 pub struct Server {
-    pub listen: SocketAddr,
+    pub listen: Listen,
     pub default_permission_sets: Vec<Box<str>>,
     pub retry_body_limit: u64,
     pub max_request_body: u64,
@@ -164,6 +200,23 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// Things worth a warning that do not make the config invalid.
+    pub fn warnings(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        if self.has_literal_secrets
+            && let Ok(meta) = std::fs::metadata(&self.path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            out.push(format!(
+                "{} holds literal secrets and can be read by other users (mode {:o}); run `chmod 600` on it, or move the secrets to `{{ env = ... }}` or `{{ file = ... }}`",
+                self.path.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        out
+    }
+
     /// Reads and validates the config at `path`, resolving relative paths against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -22,6 +22,16 @@ pub struct RawServer {
     pub shutdown_grace: Option<RawDuration>,
     #[serde(default)]
     pub allow_remote_callers: bool,
+    pub unix_socket_mode: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCaller {
+    pub token: Option<Spanned<RawSecret>>,
+    pub uid: Option<u32>,
+    #[serde(default)]
+    pub permission_sets: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,8 +12,12 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::raw::{Protocol, RawExternalCredential, RawNamedCredential, RawPrincipal, RawSecret, RawServer};
-use super::{Config, ExternalCredential, NamedCredential, Principal, Problem, Server, UpstreamUrl};
+use super::raw::{
+    Protocol, RawCaller, RawExternalCredential, RawNamedCredential, RawPrincipal, RawSecret, RawServer,
+};
+use super::{
+    Caller, Config, ExternalCredential, Listen, NamedCredential, Principal, Problem, Server, UpstreamUrl,
+};
 use crate::secret::Secret;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:7575";
@@ -23,6 +27,8 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Caller tokens are bearer secrets: anything shorter is guessable.
+const MIN_CALLER_TOKEN: usize = 16;
 
 /// Headers a named credential's `headers` table may not set: callout owns them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -41,7 +47,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 pub(super) fn default_server() -> Server {
     Server {
-        listen: DEFAULT_LISTEN.parse().expect("the default listen address parses"),
+        listen: Listen::Tcp(DEFAULT_LISTEN.parse().expect("the default listen address parses")),
         default_permission_sets: Vec::new(),
         retry_body_limit: DEFAULT_RETRY_BODY_LIMIT,
         max_request_body: DEFAULT_MAX_REQUEST_BODY,
@@ -56,6 +62,7 @@ pub(super) fn validate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Vec<Problem>> {
     let mut v = Validator {
+        literal_secrets: false,
         text,
         base_dir: path.parent().map(Path::to_owned).unwrap_or_default(),
         env,
@@ -71,6 +78,7 @@ pub(super) fn validate(
 }
 
 struct Validator<'a> {
+    literal_secrets: bool,
     text: &'a str,
     base_dir: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
@@ -123,17 +131,30 @@ impl Validator<'_> {
         let mut server_value = None;
         let mut externals_value = None;
         let mut nameds_value = None;
+        let mut callers_value = None;
         for (key, value) in root.into_inner() {
             match key.get_ref().as_ref() {
                 "server" => server_value = Some(value),
                 "external_credentials" => externals_value = Some(value),
                 "named_credentials" => nameds_value = Some(value),
+                "callers" => callers_value = Some(value),
                 other => self.problem(
                     Some(key.span()),
                     format!(
-                        "unknown key `{other}`; expected `server`, `external_credentials` or `named_credentials`"
+                        "unknown key `{other}`; expected `server`, `callers`, `external_credentials` or `named_credentials`"
                     ),
                 ),
+            }
+        }
+
+        let mut callers = Vec::new();
+        let mut caller_tokens = Vec::new();
+        for (name, value) in self.entries("callers", callers_value) {
+            let context = format!("caller `{}`", name.get_ref());
+            if let Some(raw) = self.section::<RawCaller>(&context, value)
+                && let Some(caller) = self.caller(&name, raw, &mut caller_tokens)
+            {
+                callers.push(caller);
             }
         }
 
@@ -141,7 +162,7 @@ impl Validator<'_> {
             Some(value) => self.section::<RawServer>("[server]", value),
             None => Some(RawServer::default()),
         };
-        let server = server.and_then(|raw| self.server(raw));
+        let server = server.and_then(|raw| self.server(raw, !callers.is_empty()));
 
         let mut externals: HashMap<String, Arc<ExternalCredential>> = HashMap::new();
         let mut external_list = Vec::new();
@@ -173,6 +194,8 @@ impl Validator<'_> {
             server: server?,
             external_credentials: external_list,
             named_credentials: named,
+            callers,
+            has_literal_secrets: self.literal_secrets,
         })
     }
 
@@ -203,50 +226,131 @@ impl Validator<'_> {
         out
     }
 
-    fn server(&mut self, raw: RawServer) -> Option<Server> {
+    /// `[server]`; whether a non-loopback `listen` is acceptable depends on `callers`.
+    fn server(&mut self, raw: RawServer, has_callers: bool) -> Option<Server> {
         let listen_text = raw
             .listen
             .as_ref()
             .map_or(DEFAULT_LISTEN, |s| s.get_ref().as_str());
         let listen_span = raw.listen.as_ref().map(Spanned::span);
-        let listen = match listen_text.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
+        let mode = match &raw.unix_socket_mode {
+            None => Some(0o600),
+            Some(text) => match u32::from_str_radix(text.get_ref().trim_start_matches("0o"), 8) {
+                Ok(mode) if mode <= 0o777 => Some(mode),
+                _ => {
+                    self.problem(
+                        Some(text.span()),
+                        format!(
+                            "unix_socket_mode `{}` is not an octal file mode like \"0600\"",
+                            text.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let listen = if let Some(path) = listen_text.strip_prefix("unix:") {
+            if path.is_empty() {
                 self.problem(
                     listen_span.clone(),
-                    format!("listen `{listen_text}` is not an IP address and port, e.g. \"127.0.0.1:7575\""),
+                    "listen `unix:` needs a socket path, e.g. \"unix:/run/callout.sock\"",
                 );
                 None
+            } else {
+                mode.map(|mode| Listen::Unix {
+                    path: self.base_dir.join(path),
+                    mode,
+                })
+            }
+        } else {
+            match listen_text.parse::<SocketAddr>() {
+                Ok(addr) => Some(Listen::Tcp(addr)),
+                Err(_) => {
+                    self.problem(
+                        listen_span.clone(),
+                        format!(
+                            "listen `{listen_text}` is not an IP address and port (e.g. \"127.0.0.1:7575\") or \"unix:PATH\""
+                        ),
+                    );
+                    None
+                }
             }
         };
-        if let Some(addr) = listen
+        if let Some(Listen::Tcp(addr)) = &listen
             && !addr.ip().is_loopback()
             && !raw.allow_remote_callers
+            && !has_callers
         {
             self.problem(
-                    listen_span,
-                    format!(
-                        "listen `{addr}` is not a loopback address: anyone who can reach it could assert any permission set; set `allow_remote_callers = true` in [server] if that is intended"
-                    ),
-                );
+                listen_span,
+                format!(
+                    "listen `{addr}` is not a loopback address: anyone who can reach it could assert any permission set; configure [callers] or set `allow_remote_callers = true` in [server]"
+                ),
+            );
         }
-        let mut default_sets = Vec::new();
-        for set in raw.default_permission_sets {
-            if let Err(why) = check_name(set.get_ref()) {
-                self.problem(
-                    Some(set.span()),
-                    format!("permission set name `{}` {why}", set.get_ref()),
-                );
-            }
-            default_sets.push(set.into_inner().into_boxed_str());
-        }
+        let default_permission_sets = self.permission_sets("[server]", &raw.default_permission_sets);
         Some(Server {
             listen: listen?,
-            default_permission_sets: default_sets,
+            default_permission_sets,
             retry_body_limit: raw.retry_body_limit.unwrap_or(DEFAULT_RETRY_BODY_LIMIT),
             max_request_body: raw.max_request_body.unwrap_or(DEFAULT_MAX_REQUEST_BODY),
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             allow_remote_callers: raw.allow_remote_callers,
+        })
+    }
+
+    /// Checked permission set names.
+    fn permission_sets(&mut self, context: &str, sets: &[Spanned<String>]) -> Vec<Box<str>> {
+        let mut out = Vec::with_capacity(sets.len());
+        for set in sets {
+            if let Err(why) = check_name(set.get_ref()) {
+                self.problem(
+                    Some(set.span()),
+                    format!("{context}: permission set name `{}` {why}", set.get_ref()),
+                );
+            }
+            out.push(set.get_ref().clone().into_boxed_str());
+        }
+        out
+    }
+
+    fn caller(
+        &mut self,
+        name: &Spanned<String>,
+        raw: RawCaller,
+        seen: &mut Vec<(Secret, String)>,
+    ) -> Option<Caller> {
+        let context = format!("caller `{}`", name.get_ref());
+        if raw.token.is_none() && raw.uid.is_none() {
+            self.problem(
+                Some(name.span()),
+                format!("{context} has neither a `token` nor a `uid`, so no request could ever come from it"),
+            );
+        }
+        let permission_sets = self.permission_sets(&context, &raw.permission_sets);
+        let mut token = None;
+        if let Some(raw_token) = &raw.token {
+            let secret = self.secret(&format!("{context}: token"), raw_token)?;
+            if secret.expose().len() < MIN_CALLER_TOKEN {
+                self.problem(
+                    Some(raw_token.span()),
+                    format!("{context}: token is shorter than {MIN_CALLER_TOKEN} characters; use a long random value"),
+                );
+            }
+            if let Some((_, other)) = seen.iter().find(|(s, _)| *s == secret) {
+                self.problem(
+                    Some(raw_token.span()),
+                    format!("{context}: token is the same as caller `{other}`'s"),
+                );
+            }
+            seen.push((secret.clone(), name.get_ref().clone()));
+            token = Some(secret);
+        }
+        Some(Caller {
+            name: name.get_ref().clone().into_boxed_str(),
+            token,
+            uid: raw.uid,
+            permission_sets,
         })
     }
 
@@ -503,7 +607,10 @@ impl Validator<'_> {
     fn secret(&mut self, context: &str, raw: &Spanned<RawSecret>) -> Option<Secret> {
         let span = Some(raw.span());
         match raw.get_ref() {
-            RawSecret::Literal(secret) => Some(secret.clone()),
+            RawSecret::Literal(secret) => {
+                self.literal_secrets = true;
+                Some(secret.clone())
+            }
             RawSecret::Env(var) => match (self.env)(var) {
                 Some(value) => Some(Secret::new(value)),
                 None => {

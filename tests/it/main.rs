@@ -4,6 +4,7 @@
 mod harness;
 mod support;
 
+mod callers;
 mod errors;
 mod process;
 mod routing;

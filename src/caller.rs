@@ -1,0 +1,169 @@
+//! Who is calling: with `[callers]` configured, every proxied request must prove it comes
+//! from a known caller, by a `Proxy-Authorization: Bearer` token or, on a Unix socket, by the
+//! peer's uid. A caller may use only the permission sets it was granted.
+
+use http::HeaderMap;
+use http::header::PROXY_AUTHORIZATION;
+use subtle::ConstantTimeEq;
+
+use crate::config::Caller;
+use crate::error::ProxyError;
+
+/// What the listener knows about the other end of a connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    /// The peer process's uid, on a Unix socket (SO_PEERCRED).
+    pub uid: Option<u32>,
+}
+
+/// The caller a request comes from: `Ok(None)` when no callers are configured.
+pub fn authenticate<'a>(
+    callers: &'a [Caller],
+    headers: &HeaderMap,
+    peer: Peer,
+) -> Result<Option<&'a Caller>, ProxyError> {
+    if callers.is_empty() {
+        return Ok(None);
+    }
+    if let Some(value) = headers.get(PROXY_AUTHORIZATION) {
+        let presented = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| unauthorized("Proxy-Authorization must be `Bearer <caller token>`"))?;
+        // Compare with every caller, in constant time per comparison, so the time taken
+        // does not tell how much of a token was right.
+        let mut found = None;
+        for caller in callers {
+            if let Some(token) = &caller.token
+                && bool::from(token.expose().as_bytes().ct_eq(presented.as_bytes()))
+            {
+                found = Some(caller);
+            }
+        }
+        return found
+            .map(Some)
+            .ok_or_else(|| unauthorized("the caller token is not known"));
+    }
+    if let Some(uid) = peer.uid
+        && let Some(caller) = callers.iter().find(|c| c.uid == Some(uid))
+    {
+        return Ok(Some(caller));
+    }
+    Err(unauthorized(
+        "this proxy requires a caller token: send `Proxy-Authorization: Bearer <caller token>`",
+    ))
+}
+
+/// The permission sets a request may use: what it asserts (or, without the header, what the
+/// defaults say), limited to what its caller was granted. A caller that asserts nothing gets
+/// all of its grant.
+pub fn effective_sets<'a>(
+    caller: Option<&'a Caller>,
+    asserted: Option<Vec<&'a str>>,
+    defaults: &'a [Box<str>],
+) -> Vec<&'a str> {
+    match (caller, asserted) {
+        (None, Some(sets)) => sets,
+        (None, None) => defaults.iter().map(|s| &**s).collect(),
+        (Some(caller), Some(sets)) => sets
+            .into_iter()
+            .filter(|s| caller.permission_sets.iter().any(|g| &**g == *s))
+            .collect(),
+        (Some(caller), None) => caller.permission_sets.iter().map(|s| &**s).collect(),
+    }
+}
+
+fn unauthorized(why: &str) -> ProxyError {
+    ProxyError::CallerUnauthorized(why.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn callers() -> Vec<Caller> {
+        vec![
+            Caller {
+                name: "Orders".into(),
+                token: Some(Secret::new("orders-token-0123456789")),
+                uid: None,
+                permission_sets: vec!["Orders".into(), "Shared".into()],
+            },
+            Caller {
+                name: "Batch".into(),
+                token: None,
+                uid: Some(1000),
+                permission_sets: vec!["Batch".into()],
+            },
+        ]
+    }
+
+    fn who(header: Option<&str>, uid: Option<u32>) -> Result<Option<String>, String> {
+        let callers = callers();
+        let mut headers = HeaderMap::new();
+        if let Some(h) = header {
+            headers.insert(PROXY_AUTHORIZATION, h.parse().unwrap());
+        }
+        authenticate(&callers, &headers, Peer { uid })
+            .map(|c| c.map(|c| c.name.to_string()))
+            .map_err(|e| e.code().0.to_owned())
+    }
+
+    #[test]
+    fn identifies_callers_by_token_or_uid() {
+        assert_eq!(
+            who(Some("Bearer orders-token-0123456789"), None),
+            Ok(Some("Orders".into()))
+        );
+        assert_eq!(
+            who(Some("bearer  orders-token-0123456789"), None),
+            Ok(Some("Orders".into()))
+        );
+        assert_eq!(who(None, Some(1000)), Ok(Some("Batch".into())));
+        for (header, uid) in [
+            (None, None),
+            (Some("Bearer orders-token-012345678"), None),
+            (Some("Bearer orders-token-0123456789x"), None),
+            (Some("Basic b3JkZXJz"), None),
+            (Some("Bearer"), None),
+            (None, Some(0)),
+            (Some("Bearer wrong"), Some(1000)),
+        ] {
+            assert_eq!(
+                who(header, uid),
+                Err("caller_unauthorized".into()),
+                "{header:?} {uid:?}"
+            );
+        }
+        assert_eq!(
+            authenticate(&[], &HeaderMap::new(), Peer::default())
+                .unwrap()
+                .map(|c| &*c.name),
+            None
+        );
+    }
+
+    #[test]
+    fn a_caller_never_widens_its_grant() {
+        let callers = callers();
+        let orders = Some(&callers[0]);
+        assert_eq!(
+            effective_sets(orders, Some(vec!["Orders", "Admin"]), &[]),
+            ["Orders"]
+        );
+        assert_eq!(
+            effective_sets(orders, Some(vec!["Admin"]), &[]),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            effective_sets(orders, None, &["Admin".into()]),
+            ["Orders", "Shared"]
+        );
+        assert_eq!(effective_sets(None, None, &["Admin".into()]), ["Admin"]);
+        assert_eq!(effective_sets(None, Some(vec!["X"]), &["Admin".into()]), ["X"]);
+    }
+}
