@@ -189,16 +189,13 @@ impl Proxy {
                 (err.to_response().map(Either::Right), Outcome::Error(code))
             }
         };
-        log.series
-            .as_ref()
-            .unwrap_or(&routes.unmatched)
-            .record(outcome, elapsed);
+        log.series.unwrap_or(&routes.unmatched).record(outcome, elapsed);
         tracing::info!(
             target: "callout::access",
             method = %method,
-            caller = log.caller.as_deref().unwrap_or("-"),
-            named_credential = log.named_credential.as_deref().unwrap_or("-"),
-            principal = log.principal.as_deref().unwrap_or("-"),
+            caller = log.caller.unwrap_or("-"),
+            named_credential = log.named_credential.unwrap_or("-"),
+            principal = log.principal.unwrap_or("-"),
             status = response.status().as_u16(),
             error = log.error.unwrap_or("-"),
             token = log.cache.map_or("-", CacheOutcome::as_str),
@@ -208,19 +205,19 @@ impl Proxy {
         response
     }
 
-    async fn proxy(
+    async fn proxy<'r>(
         &self,
-        routes: &Routes,
+        routes: &'r Routes,
         request: Request<Incoming>,
         peer: Peer,
-        log: &mut RequestLog,
+        log: &mut RequestLog<'r>,
     ) -> Result<Response<Incoming>, ProxyError> {
         if request.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed(Method::CONNECT));
         }
         let (parts, body) = request.into_parts();
         let caller = authenticate(&routes.config.callers, &parts.headers, peer)?;
-        log.caller = caller.map(|c| c.name.clone());
+        log.caller = caller.map(|c| &*c.name);
         let target = parse_target(parts.uri.path(), parts.uri.query())
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         let Some(route) = routes.by_name.get(target.name) else {
@@ -231,8 +228,8 @@ impl Proxy {
         };
         let named = &route.named;
         let ec: &ExternalCredential = &named.external_credential;
-        log.named_credential = Some(named.name.clone());
-        log.series = Some(route.unattributed.clone());
+        log.named_credential = Some(&named.name);
+        log.series = Some(&route.unattributed);
 
         let asserted = header_sets(&parts.headers).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
         let sets = effective_sets(caller, asserted, &routes.config.server.default_permission_sets);
@@ -242,8 +239,8 @@ impl Proxy {
             });
         };
         let principal = &route.principals[chosen];
-        log.principal = Some(ec.principals[chosen].name.clone());
-        log.series = Some(principal.series.clone());
+        log.principal = Some(&ec.principals[chosen].name);
+        log.series = Some(&principal.series);
 
         let server = &routes.config.server;
         let body = RequestBody::prepare(body, server.retry_body_limit, server.max_request_body)
@@ -362,14 +359,14 @@ fn token_key(ec: &ExternalCredential, p: &crate::config::Principal) -> TokenKey 
 
 /// What the access log line says about a request.
 #[derive(Default)]
-struct RequestLog {
-    caller: Option<Box<str>>,
-    named_credential: Option<Box<str>>,
-    principal: Option<Box<str>>,
+struct RequestLog<'r> {
+    caller: Option<&'r str>,
+    named_credential: Option<&'r str>,
+    principal: Option<&'r str>,
     cache: Option<CacheOutcome>,
     error: Option<&'static str>,
     retried: bool,
-    series: Option<Arc<Series>>,
+    series: Option<&'r Arc<Series>>,
 }
 
 // === impl Routes ===
