@@ -19,8 +19,9 @@ use super::{Grant, Lifetimes, TokenError, TokenHttp, schedule};
 use crate::secret::AccessToken;
 
 /// After a failed token request, further requests share its failure for this long,
-/// doubling with each consecutive failure up to `MAX_BACKOFF`, so an outage is not met
-/// with a token request per caller request.
+/// doubling with each consecutive failure up to `MAX_BACKOFF` (or longer when the endpoint
+/// sent `Retry-After`, still capped), so an outage is not met with a token request per
+/// caller request.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -250,7 +251,11 @@ impl TokenSlot {
                 Ok(_) => None,
                 Err(err) => {
                     let n = slot.consecutive_failures.load(Ordering::Relaxed).min(8);
-                    let backoff = (FIRST_BACKOFF * 2u32.pow(n.saturating_sub(1))).min(MAX_BACKOFF);
+                    let ours = FIRST_BACKOFF * 2u32.pow(n.saturating_sub(1));
+                    let backoff = err
+                        .retry_after()
+                        .map_or(ours, |asked| asked.max(ours))
+                        .min(MAX_BACKOFF);
                     Some((err.clone(), Instant::now() + backoff))
                 }
             };

@@ -64,6 +64,20 @@ impl ClientCredentials {
             .await
             .map_err(|e| TokenError::Unreachable(crate::error::cause_chain(&e)))?;
         let status = response.status().as_u16();
+        // RFC 9110 §10.2.3: a 429 or 503 may say when to come back (only the seconds form
+        // is honoured; an HTTP date falls back to our own backoff).
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|_| status == 429 || status == 503);
+        if let Some(seconds) = retry_after {
+            return Err(TokenError::RetryLater {
+                status,
+                retry_after: std::time::Duration::from_secs(seconds),
+            });
+        }
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)

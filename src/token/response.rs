@@ -27,6 +27,8 @@ pub enum TokenError {
         status: u16,
         content_type: Option<String>,
     },
+    #[error("token endpoint answered HTTP {status} and asked to retry after {retry_after:?}")]
+    RetryLater { status: u16, retry_after: Duration },
     #[error("token endpoint refused: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     OAuth {
         error: String,
@@ -46,6 +48,14 @@ fn content_hint(content_type: &Option<String>) -> String {
 impl TokenError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, TokenError::Timeout(_))
+    }
+
+    /// How long the token endpoint asked us to wait before trying again, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TokenError::RetryLater { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 }
 
