@@ -27,6 +27,8 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Token request fields callout fills in itself; a duplicate would be refused by servers.
+const RESERVED_TOKEN_PARAMS: &[&str] = &["grant_type", "scope", "client_id", "client_secret"];
 /// Caller tokens are bearer secrets: anything shorter is guessable.
 const MIN_CALLER_TOKEN: usize = 16;
 
@@ -373,6 +375,15 @@ impl Validator<'_> {
                         status.get_ref()
                     ),
                 ),
+            }
+        }
+
+        for key in raw.token_params.keys() {
+            if RESERVED_TOKEN_PARAMS.contains(&key.as_str()) {
+                self.problem(
+                    Some(name.span()),
+                    format!("{context}: token_params cannot set `{key}`: callout sends it itself"),
+                );
             }
         }
 
@@ -946,6 +957,10 @@ headers = { "X-Request-Source" = "callout" }
             (
                 GOOD.replace("client_secret = \"literal\"", "client_secret = { vault = \"x\" }"),
                 "unknown field `vault`",
+            ),
+            (
+                GOOD.replace("token_params = {", "token_params = { scope = \"x\","),
+                "token_params cannot set `scope`",
             ),
         ];
         for (text, expected) in cases {

@@ -24,6 +24,8 @@ use crate::secret::AccessToken;
 /// caller request.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How much of a server-given `expires_in` is not counted (see `TokenSlot::fetch`).
+const SERVER_ROUNDING: Duration = Duration::from_secs(1);
 
 /// What identifies a cached token: its owner and every input that shaped it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -277,7 +279,12 @@ impl TokenSlot {
         };
         match result {
             Ok(fetched) => {
-                let lifetime = fetched.lifetime.or(lifetimes.default_token_ttl);
+                // Servers compute `exp` as a whole second, rounded down, after they received
+                // the request: a second less keeps us on the safe side of their clock.
+                let lifetime = fetched
+                    .lifetime
+                    .map(|l| l.saturating_sub(SERVER_ROUNDING))
+                    .or(lifetimes.default_token_ttl);
                 let (refresh_at, usable_until, expires_at) = match lifetime {
                     Some(lifetime) => {
                         let (refresh, usable) = schedule(lifetime, lifetimes.refresh_before_expiry);

@@ -456,8 +456,9 @@ async fn steady_load_across_lifetimes_never_sends_an_expired_token() {
 async fn renewal_runs_in_the_background_while_the_old_token_serves() {
     bounded(15, async {
         let token = TokenServer::start().await;
-        // Lifetime 4 s, margin 1 s: renewal is due from 2.25 s, the token is usable to 3 s.
-        token.set_expires_in(ExpiresIn::Number(4));
+        // expires_in 5 counts as 4 s (servers round `exp` down), margin 1 s: renewal is due
+        // from 2.25 s, the token is usable to 3 s.
+        token.set_expires_in(ExpiresIn::Number(5));
         let upstream = Upstream::start_checking(token.registry()).await;
         let conf = Conf {
             ec: r#"refresh_before_expiry = "1s""#,
