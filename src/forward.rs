@@ -7,7 +7,7 @@ use http::{Request, Response, Uri, Version};
 use crate::body::RequestBody;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own, never passed on.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -26,21 +26,26 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// Cleans the caller's headers once; each attempt then adds its own token.
+    /// Cleans the caller's headers once, in one pass; each attempt then adds its own token.
     pub fn new(
         method: http::Method,
         uri: Uri,
-        mut headers: HeaderMap,
+        caller: HeaderMap,
         extra: &HeaderMap,
         strip_authorization: bool,
     ) -> Outgoing {
-        strip_hop_by_hop(&mut headers);
-        headers.remove(header::PROXY_AUTHORIZATION);
-        headers.remove(header::HOST);
-        if strip_authorization {
-            headers.remove(header::AUTHORIZATION);
+        let named = connection_named(&caller);
+        let mut headers = HeaderMap::with_capacity(caller.len() + extra.len() + 1);
+        let mut current: Option<HeaderName> = None;
+        for (name, value) in caller {
+            // `into_iter` names a header once, then yields its further values with `None`.
+            if let Some(name) = name {
+                current = keep_outbound(&name, &named, strip_authorization).then_some(name);
+            }
+            if let Some(name) = &current {
+                headers.append(name.clone(), value);
+            }
         }
-        remove_callout_headers(&mut headers);
         for (name, value) in extra {
             headers.insert(name, value.clone());
         }
@@ -55,10 +60,7 @@ impl Outgoing {
         // The client chooses HTTP/2 by ALPN; a request says only what it can fall back to.
         *request.version_mut() = Version::HTTP_11;
         let headers = request.headers_mut();
-        headers.reserve(self.headers.len() + 1);
-        for (name, value) in &self.headers {
-            headers.append(name, value.clone());
-        }
+        *headers = self.headers.clone();
         if let Some(value) = authorization {
             headers.insert(header::AUTHORIZATION, value.clone());
         }
@@ -68,33 +70,52 @@ impl Outgoing {
 
 /// The upstream's response, minus what belongs to its connection.
 pub fn clean_response<B>(mut response: Response<B>) -> Response<B> {
-    strip_hop_by_hop(response.headers_mut());
+    let headers = response.headers_mut();
+    // Usually `Connection: keep-alive` is the only one: take it out with its values, then
+    // pay for more removals only if something else is left.
+    if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
+        let (_, values) = entry.remove_entry_mult();
+        let named: Vec<HeaderName> = values
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .flat_map(|v| v.split(',').map(|n| n.trim().to_owned()).collect::<Vec<_>>())
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .filter(|n| !is_hop_by_hop(n))
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    if headers.keys().any(is_hop_by_hop) {
+        for name in HOP_BY_HOP.iter() {
+            headers.remove(name);
+        }
+    }
     response
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
+fn keep_outbound(name: &HeaderName, named_in_connection: &[HeaderName], strip_authorization: bool) -> bool {
+    !(is_hop_by_hop(name)
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::HOST
+        || (strip_authorization && name == header::AUTHORIZATION)
+        || name.as_str().starts_with("x-callout-")
+        || named_in_connection.contains(name))
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Headers named in `Connection`, which are hop-by-hop too.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-}
-
-fn remove_callout_headers(headers: &mut HeaderMap) {
-    let ours: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("x-callout-"))
-        .cloned()
-        .collect();
-    for name in ours {
-        headers.remove(name);
-    }
+        .filter(|name| !is_hop_by_hop(name))
+        .collect()
 }
 
 #[cfg(test)]
