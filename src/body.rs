@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 /// What the caller's response carries: the upstream's body as it streams, or ours.
-pub type ResponseBody = http_body_util::Either<Incoming, http_body_util::Full<Bytes>>;
+pub type ResponseBody = http_body_util::Either<crate::upstream::UpstreamBody, http_body_util::Full<Bytes>>;
 
 /// Why a request body could not be passed on.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
-//! The outbound HTTP clients: rustls with the standard web roots (plus any `ca_file`),
-//! ALPN for HTTP/2 and HTTP/1.1, pooled keep-alive connections.
+//! Outbound connections: rustls with the standard web roots (plus any `ca_file`), ALPN for
+//! HTTP/2 and HTTP/1.1. Token requests use hyper-util's pooled client; upstream requests use
+//! `upstream::Upstream`, which keeps its own connections per origin.
 
 use std::time::Duration;
 
@@ -18,6 +19,16 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector(extra_roots)?))
+}
+
+/// A connector for http and https (rustls, ALPN h2 and http/1.1) that trusts the web roots
+/// and `extra_roots`.
+pub fn connector(extra_roots: &[CertificateDer<'static>]) -> Result<Connector, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {
@@ -32,17 +43,10 @@ where
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
-
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector))
+        .wrap_connector(http))
 }

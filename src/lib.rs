@@ -15,7 +15,8 @@
 //! - `token`: token requests (`Grant`), response parsing, the shared cache.
 //! - `body`: request bodies, buffered for replay or streamed.
 //! - `forward`: header hygiene and the bearer token on the way out.
-//! - `client`: the pooled rustls HTTP clients.
+//! - `upstream`: connections to an upstream origin, HTTP/1.1 pooled or HTTP/2 by ALPN.
+//! - `client`: the rustls connector, and the pooled client for token requests.
 //! - `error`: problem+json for everything callout refuses.
 //! - `config`: the TOML file to a validated model; `secret`: redacting secret types.
 //! - `metrics`: counters and histograms in Prometheus text format.
@@ -37,6 +38,7 @@ pub mod routing;
 pub mod secret;
 pub mod server;
 pub mod token;
+pub mod upstream;
 
 pub use config::Config;
 pub use proxy::Proxy;

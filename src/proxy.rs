@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use rustls_pki_types::CertificateDer;
 
 use crate::body::{BodyError, Prepared, RequestBody, ResponseBody};
@@ -27,15 +26,21 @@ use crate::metrics::{Labels, Metrics, Outcome, Series};
 use crate::principal::{PrincipalIndex, header_sets};
 use crate::routing::{parse_target, upstream_uri};
 use crate::token::{CacheOutcome, ClientCredentials, Grant, Lifetimes, TokenCache, TokenKey, TokenSlot};
+use crate::upstream::{Upstream, UpstreamBody};
 
-pub type UpstreamClient = Client<Connector, RequestBody>;
+/// Extra trust anchors (`ca_file`) that a connector was built with.
+type TrustAnchors = Vec<CertificateDer<'static>>;
+/// `scheme://authority`.
+type Origin = String;
 
 /// The proxy: shared by every connection.
 pub struct Proxy {
     routes: ArcSwap<Routes>,
     tokens: Arc<TokenCache>,
-    /// Upstream clients by extra trust anchors; kept across reloads so pools survive.
-    clients: Mutex<HashMap<Vec<CertificateDer<'static>>, UpstreamClient>>,
+    /// Connectors by extra trust anchors, and upstreams by origin and trust anchors; kept
+    /// across reloads so idle connections survive.
+    connectors: Mutex<HashMap<TrustAnchors, Connector>>,
+    upstreams: Mutex<HashMap<(Origin, TrustAnchors), Arc<Upstream>>>,
     metrics: Metrics,
     draining: AtomicBool,
 }
@@ -52,7 +57,7 @@ struct Route {
     named: Arc<NamedCredential>,
     index: Arc<PrincipalIndex>,
     principals: Vec<PrincipalRoute>,
-    client: UpstreamClient,
+    upstream: Arc<Upstream>,
     /// For requests that were refused before a principal was chosen.
     unattributed: Arc<Series>,
 }
@@ -70,7 +75,8 @@ impl Proxy {
         let proxy = Proxy {
             routes: ArcSwap::from_pointee(Routes::empty()),
             tokens: TokenCache::new(token_http),
-            clients: Mutex::new(HashMap::new()),
+            connectors: Mutex::new(HashMap::new()),
+            upstreams: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
         };
@@ -140,7 +146,7 @@ impl Proxy {
                 named: named.clone(),
                 index: index.clone(),
                 principals,
-                client: self.client_for(&named.extra_roots)?,
+                upstream: self.upstream_for(named)?,
                 unattributed: self.metrics.series(labels("")),
             };
             by_name.insert(name.clone(), route);
@@ -156,14 +162,28 @@ impl Proxy {
         })
     }
 
-    fn client_for(&self, roots: &[CertificateDer<'static>]) -> Result<UpstreamClient, rustls::Error> {
-        let mut clients = self.clients.lock().expect("client map poisoned");
-        if let Some(client) = clients.get(roots) {
-            return Ok(client.clone());
+    fn upstream_for(&self, named: &NamedCredential) -> Result<Arc<Upstream>, rustls::Error> {
+        let origin = format!("{}://{}", named.url.scheme, named.url.authority);
+        let key = (origin, named.extra_roots.clone());
+        let mut upstreams = self.upstreams.lock().expect("upstream map poisoned");
+        if let Some(upstream) = upstreams.get(&key) {
+            return Ok(upstream.clone());
         }
-        let client = crate::client::pooled(roots)?;
-        clients.insert(roots.to_vec(), client.clone());
-        Ok(client)
+        let connector = {
+            let mut connectors = self.connectors.lock().expect("connector map poisoned");
+            match connectors.get(&named.extra_roots) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = crate::client::connector(&named.extra_roots)?;
+                    connectors.insert(named.extra_roots.clone(), c.clone());
+                    c
+                }
+            }
+        };
+        let origin: http::Uri = key.0.parse().expect("a scheme and an authority make a URI");
+        let upstream = Upstream::new(origin, connector);
+        upstreams.insert(key, upstream.clone());
+        Ok(upstream)
     }
 
     /// Answers one request.
@@ -211,7 +231,7 @@ impl Proxy {
         request: Request<Incoming>,
         peer: Peer,
         log: &mut RequestLog<'r>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         if request.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed(Method::CONNECT));
         }
@@ -305,17 +325,17 @@ async fn send(
     outgoing: &Outgoing,
     authorization: Option<&http::HeaderValue>,
     body: RequestBody,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let request = outgoing.request(authorization, body);
     let timeout = route.named.timeout;
-    match tokio::time::timeout(timeout, route.client.request(request)).await {
+    match tokio::time::timeout(timeout, route.upstream.send(request)).await {
         Err(_) => Err(ProxyError::UpstreamTimeout(timeout)),
         Ok(Ok(response)) => Ok(clean_response(response)),
-        Ok(Err(err)) => Err(upstream_error(&err)),
+        Ok(Err(err)) => Err(upstream_error(&*err)),
     }
 }
 
-fn upstream_error(err: &hyper_util::client::legacy::Error) -> ProxyError {
+fn upstream_error(err: &(dyn std::error::Error + Send + Sync + 'static)) -> ProxyError {
     // A failure of the caller's body shows up as a failure of the upstream request.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
