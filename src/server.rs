@@ -14,12 +14,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::caller::Peer;
 use crate::proxy::Proxy;
 
-/// A client that has not sent its request headers by then is disconnected.
+/// A client that has not sent its request headers by then is disconnected; this is also how
+/// long an idle keep-alive connection is kept.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request heads larger than this get 431 (HTTP/1.1) or a stream reset (HTTP/2).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Header fields per request.
+const MAX_HEADERS: usize = 100;
 
 /// Where connections come from.
 pub enum Listener {
@@ -80,25 +86,35 @@ pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: imp
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(Some(HEADER_READ_TIMEOUT));
+    let connections = Arc::new(Semaphore::new(proxy.routes().config.server.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
     loop {
+        // At the connection limit, stop accepting: new clients wait in the kernel's backlog.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = accept(&listener) => {
                 match accepted {
                     Ok(Accepted::Tcp(stream)) => {
                         let _ = stream.set_nodelay(true);
-                        serve(&builder, &graceful, &proxy, TokioIo::new(stream), Peer::default());
+                        serve(&builder, &graceful, &proxy, TokioIo::new(stream), Peer::default(), permit);
                     }
                     Ok(Accepted::Unix(stream)) => {
                         let peer = Peer { uid: stream.peer_cred().ok().map(|c| c.uid()) };
-                        serve(&builder, &graceful, &proxy, TokioIo::new(stream), peer);
+                        serve(&builder, &graceful, &proxy, TokioIo::new(stream), peer, permit);
                     }
                     Err(err) => {
                         // Usually out of file descriptors: back off instead of spinning.
@@ -139,6 +155,7 @@ fn serve<I>(
     proxy: &Arc<Proxy>,
     io: I,
     peer: Peer,
+    permit: OwnedSemaphorePermit,
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
@@ -152,5 +169,6 @@ fn serve<I>(
         if let Err(err) = connection.await {
             tracing::debug!(error = %err, "connection ended with an error");
         }
+        drop(permit);
     });
 }

@@ -78,6 +78,8 @@ pub struct Server {
     pub max_request_body: u64,
     pub shutdown_grace: Duration,
     pub allow_remote_callers: bool,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug)]

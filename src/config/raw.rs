@@ -23,6 +23,7 @@ pub struct RawServer {
     #[serde(default)]
     pub allow_remote_callers: bool,
     pub unix_socket_mode: Option<Spanned<String>>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

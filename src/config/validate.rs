@@ -27,6 +27,7 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Token request fields callout fills in itself; a duplicate would be refused by servers.
 const RESERVED_TOKEN_PARAMS: &[&str] = &["grant_type", "scope", "client_id", "client_secret"];
 /// Caller tokens are bearer secrets: anything shorter is guessable.
@@ -55,6 +56,7 @@ pub(super) fn default_server() -> Server {
         max_request_body: DEFAULT_MAX_REQUEST_BODY,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         allow_remote_callers: false,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
     }
 }
 
@@ -298,6 +300,7 @@ impl Validator<'_> {
             max_request_body: raw.max_request_body.unwrap_or(DEFAULT_MAX_REQUEST_BODY),
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             allow_remote_callers: raw.allow_remote_callers,
+            max_connections: raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
         })
     }
 
