@@ -2,6 +2,7 @@
 //! loopback.
 
 mod harness;
+mod limits;
 mod support;
 
 mod callers;
