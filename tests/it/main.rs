@@ -7,6 +7,7 @@ mod support;
 
 mod callers;
 mod errors;
+mod faults;
 mod process;
 mod routing;
 mod smoke;

@@ -6,17 +6,22 @@
 //! tokens and their expiry instants go into a [`TokenRegistry`], which an
 //! [`Upstream`](super::upstream::Upstream) can check presented tokens against.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use base64::Engine as _;
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
@@ -71,6 +76,15 @@ pub enum Fault {
     Garbage,
     /// A normal token, but with `"token_type":"mac"`.
     TokenTypeMac,
+    /// Read the request, then close the connection without sending a byte.
+    Hangup,
+    /// 200 `application/json` whose `Content-Length` covers a whole token response, of
+    /// which only the first half is sent before the connection closes.
+    Truncated,
+    /// A normal token, its headers at once and then one body byte per this period.
+    Trickle(Duration),
+    /// This status with `Retry-After: <seconds>` and a small `text/plain` body.
+    RetryAfter { status: u16, seconds: u64 },
 }
 
 /// What a [`TokenRegistry`] knows about a token.
@@ -351,6 +365,101 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
         }
         Fault::Garbage => respond(StatusCode::OK, "application/json", r#"{"access_token": "#),
         Fault::TokenTypeMac => state.issue(arrived, scope, "mac"),
+        Fault::Hangup => {
+            let mut resp = Response::new(Scripted::new(Vec::new()).boxed());
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("64"));
+            resp
+        }
+        Fault::Truncated => {
+            let json: &'static [u8] =
+                br#"{"access_token":"tok-truncated","token_type":"Bearer","expires_in":3600}"#;
+            let half = Bytes::from_static(&json[..json.len() / 2]);
+            // The pause lets hyper flush the half before the early end closes the connection.
+            let script = vec![Step::Data(half), Step::Pause(Duration::from_millis(20))];
+            declared(StatusCode::OK, "application/json", json.len(), script)
+        }
+        Fault::Trickle(period) => {
+            let body = state.issue(arrived, scope, "Bearer").into_body();
+            let json = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let mut script = Vec::new();
+            for i in 0..json.len() {
+                if i > 0 {
+                    script.push(Step::Pause(period));
+                }
+                script.push(Step::Data(json.slice(i..i + 1)));
+            }
+            declared(StatusCode::OK, "application/json", json.len(), script)
+        }
+        Fault::RetryAfter { status, seconds } => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+            let mut resp = text(code, &format!("status {status}"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            resp
+        }
+    }
+}
+
+/// A response framed by `Content-Length: len` whose body is played from `script`.
+pub(crate) fn declared(
+    status: StatusCode,
+    content_type: &'static str,
+    len: usize,
+    script: Vec<Step>,
+) -> Response<RespBody> {
+    let mut resp = Response::new(Scripted::new(script).boxed());
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// One step of a [`Scripted`] body.
+pub(crate) enum Step {
+    Data(Bytes),
+    Pause(Duration),
+}
+
+/// A response body played from a script, for the wire faults hyper's own bodies cannot
+/// make. It gives hyper no size hint, so hyper frames it by the response's
+/// `Content-Length` header; a script that ends short of that length makes hyper send what
+/// was flushed and close the connection mid-body (with nothing sent yet: before the head).
+pub(crate) struct Scripted {
+    steps: VecDeque<Step>,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Scripted {
+    pub(crate) fn new(steps: Vec<Step>) -> Self {
+        Self {
+            steps: steps.into(),
+            pause: None,
+        }
+    }
+}
+
+impl Body for Scripted {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(pause) = &mut this.pause {
+                ready!(pause.as_mut().poll(cx));
+                this.pause = None;
+            }
+            match this.steps.pop_front() {
+                None => return Poll::Ready(None),
+                Some(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Some(Step::Pause(d)) => this.pause = Some(Box::pin(tokio::time::sleep(d))),
+            }
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! * `/stream/<N>`: 200 with N bytes of a deterministic pattern (byte `i` is
 //!   `i % 251`), generated in 64 KiB chunks; see [`pattern_digest`].
 //! * `/redirect`: 302 to `http://elsewhere.example/`.
+//! * `/cut/<DECLARED>/<SENT>`: 200 with `Content-Length: DECLARED`, of which the first SENT
+//!   bytes of the pattern are sent; 100 ms later the connection closes (a mid-body reset).
 //! * anything else: 200 JSON echo of the request, with `x-upstream: 1`.
 
 use std::collections::{HashMap, HashSet};
@@ -27,7 +29,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use serde_json::json;
 
-use super::token_server::{TokenCheck, TokenRegistry};
+use super::token_server::{Step, TokenCheck, TokenRegistry, declared};
 use super::{RespBody, Server, lock, lossy, respond};
 
 /// Size of the chunks `/stream/<N>` is sent in.
@@ -57,6 +59,7 @@ pub struct Upstream {
 struct State {
     registry: Option<TokenRegistry>,
     requests: AtomicUsize,
+    started: AtomicUsize,
     incomplete: AtomicUsize,
     expired: AtomicUsize,
     seen: Mutex<Vec<Seen>>,
@@ -81,6 +84,7 @@ impl Upstream {
         let state = Arc::new(State {
             registry,
             requests: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
             incomplete: AtomicUsize::new(0),
             expired: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
@@ -105,6 +109,11 @@ impl Upstream {
     /// Requests received with their body fully read.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose head arrived, whether or not their body then arrived whole.
+    pub fn started(&self) -> usize {
+        self.state.started.load(Ordering::SeqCst)
     }
 
     /// Requests whose body broke off before its end (not in [`Self::seen`]).
@@ -152,6 +161,7 @@ impl std::fmt::Debug for Upstream {
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody> {
+    state.started.fetch_add(1, Ordering::SeqCst);
     let (parts, mut body) = req.into_parts();
     let mut digest = Digest::new();
     let mut body_len = 0u64;
@@ -204,6 +214,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
                 resp
             }
             Err(_) => text(StatusCode::BAD_REQUEST, "bad length"),
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/cut/") {
+        let lengths = rest
+            .split_once('/')
+            .and_then(|(d, s)| Some((d.parse().ok()?, s.parse().ok()?)));
+        return match lengths {
+            Some((declared_len, sent)) if sent < declared_len => {
+                let data = Bytes::from(pattern_slice(0, sent));
+                let script = vec![Step::Data(data), Step::Pause(Duration::from_millis(100))];
+                let mut resp = declared(StatusCode::OK, "application/octet-stream", declared_len, script);
+                resp.headers_mut()
+                    .insert("x-upstream", HeaderValue::from_static("1"));
+                resp
+            }
+            _ => text(StatusCode::BAD_REQUEST, "bad lengths"),
         };
     }
     if path == "/redirect" {
