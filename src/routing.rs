@@ -26,7 +26,7 @@ pub struct Target<'a> {
 pub enum TargetError {
     #[error("the request path must start with /NAMED_CREDENTIAL")]
     NoName,
-    #[error("the request path has a `.` or `..` segment (raw or percent-encoded)")]
+    #[error("the request path has a `.` or `..` segment (raw, percent-encoded or with `;` parameters)")]
     DotSegment,
     #[error("the request path has an encoded `/` or `\\` (%2F, %5C) or a raw backslash")]
     EncodedSeparator,
@@ -65,16 +65,19 @@ fn check_path(rest: &str) -> Result<(), TargetError> {
     Ok(())
 }
 
-/// `.` or `..`, where each dot may also be written `%2e` or `%2E`.
+/// `.` or `..`, where each dot may also be written `%2e`, `%2E` or the overlong UTF-8
+/// `%C0%AE`; also with path parameters (`..;x`), which Tomcat and Spring read as `..`.
 fn is_dot_segment(segment: &str) -> bool {
+    let segment = segment.split(';').next().unwrap_or_default();
     let mut rest = segment.as_bytes();
     let mut dots = 0;
     while !rest.is_empty() {
         if rest[0] == b'.' {
             rest = &rest[1..];
-        } else if rest.len() >= 3 && rest[0] == b'%' && rest[1] == b'2' && rest[2].eq_ignore_ascii_case(&b'e')
-        {
-            rest = &rest[3..];
+        } else if let Some(after) = strip_escape(rest, b"2e") {
+            rest = after;
+        } else if let Some(after) = strip_escape(rest, b"c0").and_then(|r| strip_escape(r, b"ae")) {
+            rest = after;
         } else {
             return false;
         }
@@ -83,11 +86,24 @@ fn is_dot_segment(segment: &str) -> bool {
     dots == 1 || dots == 2
 }
 
+/// `rest` after a leading `%XY` whose hex digits equal `hex` (lowercase), in any case.
+fn strip_escape<'a>(rest: &'a [u8], hex: &[u8; 2]) -> Option<&'a [u8]> {
+    (rest.len() >= 3 && rest[0] == b'%' && rest[1..3].eq_ignore_ascii_case(hex)).then(|| &rest[3..])
+}
+
+/// An encoded `/` or `\` (`%2F`, `%5C`, or their overlong forms `%C0%AF`, `%C1%9C`).
 fn has_encoded_separator(segment: &str) -> bool {
-    segment.as_bytes().windows(3).any(|w| {
-        w[0] == b'%'
-            && ((w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'))
-                || (w[1] == b'5' && w[2].eq_ignore_ascii_case(&b'c')))
+    let bytes = segment.as_bytes();
+    (0..bytes.len()).any(|i| {
+        let rest = &bytes[i..];
+        strip_escape(rest, b"2f").is_some()
+            || strip_escape(rest, b"5c").is_some()
+            || strip_escape(rest, b"c0")
+                .and_then(|r| strip_escape(r, b"af"))
+                .is_some()
+            || strip_escape(rest, b"c1")
+                .and_then(|r| strip_escape(r, b"9c"))
+                .is_some()
     })
 }
 
@@ -181,6 +197,10 @@ mod tests {
             "/N/%2e./x",
             "/N/%2e",
             "/N/a/%2E",
+            "/N/..;/admin",
+            "/N/.;x/y",
+            "/N/%c0%ae%c0%ae/x",
+            "/N/%C0%AE.",
         ] {
             check(base, target, Err(TargetError::DotSegment));
         }
@@ -191,6 +211,8 @@ mod tests {
             "/N/a%5Cb",
             "/N/a\\b",
             "/N/\\..\\x",
+            "/N/a%c0%afb",
+            "/N/%C1%9C",
         ] {
             check(base, target, Err(TargetError::EncodedSeparator));
         }

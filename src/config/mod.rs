@@ -181,7 +181,9 @@ impl fmt::Display for ConfigError {
             self.path.display(),
             if n == 1 { "" } else { "s" }
         )?;
-        for p in &self.problems {
+        // A broken file can produce a problem per character; the first ones tell the story.
+        const SHOWN: usize = 20;
+        for p in self.problems.iter().take(SHOWN) {
             if p.line == 0 {
                 write!(f, "\n  {}: {}", self.path.display(), p.message)?;
             } else {
@@ -194,6 +196,9 @@ impl fmt::Display for ConfigError {
                     p.message
                 )?;
             }
+        }
+        if n > SHOWN {
+            write!(f, "\n  … and {} more", n - SHOWN)?;
         }
         Ok(())
     }

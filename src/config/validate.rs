@@ -106,7 +106,8 @@ impl Validator<'_> {
         } else {
             format!("{context}: {message}")
         };
-        self.problem(err.span(), message);
+        // A few parser errors (e.g. the nesting limit) have no span: point at the start.
+        self.problem(Some(err.span().unwrap_or(0..0)), message);
     }
 
     /// Deserializes one section on its own, so one bad entry does not hide the others.

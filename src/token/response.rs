@@ -105,8 +105,13 @@ pub fn parse_token_response(
                 printable(content_type.unwrap_or_default(), 64)
             )
         } else {
-            // serde_json's message names the position, never the input.
-            format!("invalid JSON ({e})")
+            // Only the kind and the place: serde_json's own message can quote the input,
+            // which may be the token itself (some servers answer with a bare JSON string).
+            let kind = match e.classify() {
+                serde_json::error::Category::Data => "JSON of the wrong shape",
+                _ => "invalid JSON",
+            };
+            format!("{kind} (at line {} column {})", e.line(), e.column())
         };
         TokenError::Malformed(what)
     })?;
@@ -203,6 +208,8 @@ mod tests {
         );
         assert!(bad(200, "text/html", "<html>").contains("text/html"));
         assert!(bad(200, "application/json", r#"{"access_token":"#).contains("invalid JSON"));
+        let bare = bad(200, "application/json", r#""eyJhbGciOiJSUzI1NiJ9.e30.c2ln""#);
+        assert!(bare.contains("wrong shape") && !bare.contains("eyJ"), "{bare}");
         assert!(
             bad(
                 200,

@@ -9,6 +9,7 @@ mod callers;
 mod errors;
 mod faults;
 mod process;
+mod properties;
 mod routing;
 mod smoke;
 mod tls;
