@@ -364,7 +364,7 @@ async fn expires_in_number_string_or_absent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_burst_makes_one_token_request() {
-    const N: usize = 500;
+    const N: usize = 1000;
     bounded(30, async {
         let token = TokenServer::start().await;
         // Slow enough that the whole burst piles up behind the first token request.
