@@ -287,7 +287,8 @@ impl TokenSlot {
                     .or(lifetimes.default_token_ttl);
                 let (refresh_at, usable_until, expires_at) = match lifetime {
                     Some(lifetime) => {
-                        let (refresh, usable) = schedule(lifetime, lifetimes.refresh_before_expiry);
+                        let (refresh, usable) =
+                            schedule(lifetime, lifetimes.refresh_before_expiry, sent.elapsed());
                         (Some(sent + refresh), Some(sent + usable), Some(sent + lifetime))
                     }
                     None => (None, None, None),

@@ -497,11 +497,14 @@ async fn renewal_runs_in_the_background_while_the_old_token_serves() {
             }
         });
         waited.await.expect("renewal never finished");
+        // One renewal, however many calls came while it ran.
+        assert_eq!(token.requests(), 2);
         let (status, _, body) = call(&callout).await;
         assert_eq!(status, 200);
         assert_eq!(echoed_token(&body), token.issued()[1]);
-        // One renewal, however many calls came while it ran.
-        assert_eq!(token.requests(), 2);
+        // The endpoint took 1.5 s, so the new token's renewal is scheduled early (at least
+        // twice that before its end of use): this call may already have started it.
+        assert!(token.requests() <= 3);
         assert_eq!(upstream.expired_seen(), 0);
     })
     .await;
