@@ -19,9 +19,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::caller::Peer;
 use crate::proxy::Proxy;
 
-/// A client that has not sent its request headers by then is disconnected; this is also how
-/// long an idle keep-alive connection is kept.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request heads larger than this get 431 (HTTP/1.1) or a stream reset (HTTP/2).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Header fields per request.
@@ -81,11 +78,14 @@ pub fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
 /// requests up to the config's `shutdown_grace` to finish.
 pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
     let listener = listener.into();
+    // A client that has not sent its request head by then is disconnected (slowloris); it
+    // is also how long an idle keep-alive connection is kept.
+    let header_read_timeout = proxy.routes().config.server.header_read_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
@@ -94,7 +94,7 @@ pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: imp
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .keep_alive_interval(Some(HEADER_READ_TIMEOUT));
+        .keep_alive_interval(Some(header_read_timeout));
     let connections = Arc::new(Semaphore::new(proxy.routes().config.server.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);

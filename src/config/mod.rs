@@ -80,6 +80,8 @@ pub struct Server {
     pub allow_remote_callers: bool,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// How long a client may take to send a request head; also the keep-alive idle timeout.
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug)]

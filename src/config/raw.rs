@@ -24,6 +24,7 @@ pub struct RawServer {
     pub allow_remote_callers: bool,
     pub unix_socket_mode: Option<Spanned<String>>,
     pub max_connections: Option<usize>,
+    pub header_read_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize)]

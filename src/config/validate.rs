@@ -28,6 +28,7 @@ const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Token request fields callout fills in itself; a duplicate would be refused by servers.
 const RESERVED_TOKEN_PARAMS: &[&str] = &["grant_type", "scope", "client_id", "client_secret"];
 /// Caller tokens are bearer secrets: anything shorter is guessable.
@@ -57,6 +58,7 @@ pub(super) fn default_server() -> Server {
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         allow_remote_callers: false,
         max_connections: DEFAULT_MAX_CONNECTIONS,
+        header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
     }
 }
 
@@ -302,6 +304,9 @@ impl Validator<'_> {
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             allow_remote_callers: raw.allow_remote_callers,
             max_connections: raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
+            header_read_timeout: raw
+                .header_read_timeout
+                .map_or(DEFAULT_HEADER_READ_TIMEOUT, |d| d.0),
         })
     }
 

@@ -105,3 +105,40 @@ async fn redirects_are_passed_back_never_followed() {
     assert_eq!(upstream.requests(), 1, "callout did not follow the redirect");
     assert!(headers.get("x-callout-error").is_none());
 }
+
+#[tokio::test]
+async fn a_client_trickling_its_request_head_is_cut_off() {
+    let token = TokenServer::start().await;
+    let upstream = Upstream::start().await;
+    let config =
+        basic_config(&token, &upstream, "").replace("[server]", "[server]\nheader_read_timeout = \"300ms\"");
+    let callout = Callout::start(&config).await;
+
+    let mut slow = TcpStream::connect(callout.addr).await.unwrap();
+    slow.write_all(b"GET /Api/x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The head never completes: callout closes the connection (with a 408 or nothing)
+    // instead of holding it forever.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a half-sent request head kept the connection open"
+    );
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert_eq!(upstream.requests(), 0);
+
+    // An idle keep-alive connection is closed after the same time.
+    let mut idle = open_and_use(callout.addr).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "an idle keep-alive connection was kept past header_read_timeout"
+    );
+}
