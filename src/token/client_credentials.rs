@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use super::{Fetched, TokenError, TokenHttp, parse_token_response};
 use crate::config::ClientAuth;
 use crate::secret::Secret;
+use zeroize::Zeroizing;
 
 /// Token responses larger than this are not tokens.
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -41,8 +42,9 @@ impl ClientCredentials {
             ClientAuth::Header => {
                 // RFC 6749 §2.3.1: the id and secret are form-urlencoded before Basic.
                 let id: String = form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
-                let secret: String =
-                    form_urlencoded::byte_serialize(self.client_secret.expose().as_bytes()).collect();
+                let secret: Zeroizing<String> = Zeroizing::new(
+                    form_urlencoded::byte_serialize(self.client_secret.expose().as_bytes()).collect(),
+                );
                 builder = builder.header(AUTHORIZATION, basic(&id, &secret));
             }
             ClientAuth::HeaderUnencoded => {
@@ -93,9 +95,12 @@ impl ClientCredentials {
 }
 
 fn basic(user: &str, password: &str) -> HeaderValue {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let mut value =
-        HeaderValue::try_from(format!("Basic {encoded}")).expect("base64 is a valid header value");
+    // The intermediate copies hold the secret too: wipe them when done. (The header value
+    // itself is handed to hyper, which owns its memory from then on.)
+    let pair = Zeroizing::new(format!("{user}:{password}"));
+    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
+    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("Basic {}", encoded.as_str())))
+        .expect("base64 is a valid header value");
     value.set_sensitive(true);
     value
 }
