@@ -18,19 +18,8 @@ pub fn handle<B>(proxy: &Proxy, request: &Request<B>) -> Response<Full<Bytes>> {
         "/.callout/ready" if proxy.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n"),
         "/.callout/ready" => text(StatusCode::OK, "text/plain", "ready\n"),
         "/.callout/metrics" => {
-            let slots: Vec<_> = proxy
-                .routes()
-                .credentials()
-                .into_iter()
-                .flat_map(|(_, slots)| slots.into_iter().cloned())
-                .collect();
-            let mut unique = Vec::new();
-            for slot in slots {
-                if !unique.iter().any(|s| std::sync::Arc::ptr_eq(s, &slot)) {
-                    unique.push(slot);
-                }
-            }
-            text(StatusCode::OK, "text/plain; version=0.0.4", proxy.metrics().render(&unique))
+            let slots = proxy.tokens().live_slots();
+            text(StatusCode::OK, "text/plain; version=0.0.4", proxy.metrics().render(&slots))
         }
         "/.callout/credentials" => {
             let body = credentials(proxy);

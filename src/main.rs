@@ -198,9 +198,15 @@ async fn reload_on_sighup(path: PathBuf, proxy: Arc<Proxy>) {
                 continue;
             }
         };
-        let old_listen = proxy.routes().config.server.listen.clone();
-        if config.server.listen != old_listen {
-            tracing::warn!(listen = %old_listen, "server.listen changed; it takes effect at the next start");
+        // The listener and its limits are set up once, at start.
+        let old = &proxy.routes().config.server;
+        if config.server.listen != old.listen
+            || config.server.max_connections != old.max_connections
+            || config.server.header_read_timeout != old.header_read_timeout
+        {
+            tracing::warn!(
+                "server.listen, max_connections and header_read_timeout take effect at the next start"
+            );
         }
         match proxy.install(config) {
             Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),

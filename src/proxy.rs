@@ -240,12 +240,7 @@ impl Proxy {
         log.caller = caller.map(|c| &*c.name);
         let target = parse_target(parts.uri.path(), parts.uri.query())
             .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-        let Some(route) = routes.by_name.get(target.name) else {
-            return Err(ProxyError::UnknownNamedCredential {
-                name: target.name.chars().take(64).collect(),
-                suggestion: crate::config::suggestion(target.name, routes.by_name.keys().map(|k| &**k)),
-            });
-        };
+        let route = routes.route(target.name)?;
         let named = &route.named;
         let ec: &ExternalCredential = &named.external_credential;
         log.named_credential = Some(&named.name);
@@ -407,6 +402,16 @@ impl Routes {
         }
     }
 
+    /// The route a request's first path segment names.
+    fn route(&self, name: &str) -> Result<&Route, ProxyError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| ProxyError::UnknownNamedCredential {
+                name: name.chars().take(64).collect(),
+                suggestion: crate::config::suggestion(name, self.by_name.keys().map(|k| &**k)),
+            })
+    }
+
     /// Each named credential with its principals' token slots, sorted by name.
     pub fn credentials(&self) -> Vec<(&NamedCredential, Vec<&Arc<TokenSlot>>)> {
         let mut out: Vec<_> = self
@@ -441,12 +446,7 @@ impl Proxy {
     /// Resolves `named` and `asserted` like a request, and gets the token it would use.
     pub async fn lookup_token(&self, named: &str, asserted: &[&str]) -> Result<TokenLookup, ProxyError> {
         let routes = self.routes();
-        let Some(route) = routes.by_name.get(named) else {
-            return Err(ProxyError::UnknownNamedCredential {
-                name: named.to_owned(),
-                suggestion: crate::config::suggestion(named, routes.by_name.keys().map(|k| &**k)),
-            });
-        };
+        let route = routes.route(named)?;
         let ec = &route.named.external_credential;
         let Some(chosen) = route.index.choose(asserted.iter().copied()) else {
             return Err(ProxyError::NoPrincipal {

@@ -106,6 +106,19 @@ impl TokenCache {
         })
     }
 
+    /// Every slot a live config holds, by external credential and principal.
+    pub fn live_slots(&self) -> Vec<Arc<TokenSlot>> {
+        let mut live: Vec<_> = {
+            let slots = self.slots.lock().expect("token slot map poisoned");
+            slots.values().filter_map(Weak::upgrade).collect()
+        };
+        live.sort_by(|a, b| {
+            (&a.key.external_credential, &a.key.principal)
+                .cmp(&(&b.key.external_credential, &b.key.principal))
+        });
+        live
+    }
+
     /// The slot for `key`: the existing one if a live config still holds it.
     pub fn slot(self: &Arc<Self>, key: TokenKey) -> Arc<TokenSlot> {
         let mut slots = self.slots.lock().expect("token slot map poisoned");
