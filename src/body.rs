@@ -9,6 +9,8 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::connection::ExchangeState;
+
 /// What the caller's response carries: the upstream's body as it streams, or ours.
 pub type ResponseBody = http_body_util::Either<crate::upstream::UpstreamBody, http_body_util::Full<Bytes>>;
 
@@ -19,6 +21,50 @@ pub enum BodyError {
     TooLarge(u64),
     #[error("reading the request body failed: {0}")]
     Caller(#[source] hyper::Error),
+}
+
+/// A caller's request body. On HTTP/1.1 it tells its exchange when it has been read to the
+/// end: only then is the connection at the start of the next request.
+pub struct CallerBody {
+    incoming: Incoming,
+    exchange: Option<ExchangeState>,
+}
+
+impl CallerBody {
+    pub fn new(incoming: Incoming, exchange: Option<ExchangeState>) -> CallerBody {
+        if incoming.is_end_stream()
+            && let Some(exchange) = &exchange
+        {
+            exchange.body_ended();
+        }
+        CallerBody { incoming, exchange }
+    }
+}
+
+impl Body for CallerBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.incoming).poll_frame(cx));
+        if (frame.is_none() || self.incoming.is_end_stream())
+            && let Some(exchange) = &self.exchange
+        {
+            exchange.body_ended();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
 }
 
 /// A request body as sent to the upstream.
@@ -32,7 +78,7 @@ enum Kind {
     /// What was read ahead, then the rest as it arrives.
     Streaming {
         prefix: VecDeque<Bytes>,
-        rest: Incoming,
+        rest: CallerBody,
         sent: u64,
         limit: u64,
     },
@@ -54,7 +100,7 @@ impl RequestBody {
     }
 
     /// Reads `body` until it ends or `retry_limit` bytes are exceeded, failing past `max`.
-    pub async fn prepare(mut body: Incoming, retry_limit: u64, max: u64) -> Result<Prepared, BodyError> {
+    pub async fn prepare(mut body: CallerBody, retry_limit: u64, max: u64) -> Result<Prepared, BodyError> {
         if body.is_end_stream() {
             return Ok(Prepared::Buffered(Bytes::new()));
         }

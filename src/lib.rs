@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! In the order a request meets them:
-//! - `server`: accepts connections, HTTP/1.1 and h2c, graceful drain.
+//! - `server`: accepts connections up to the limit, graceful drain.
+//! - `connection`: one caller connection, HTTP/1.1 or h2c; idle keep-alive without buffers.
 //! - `proxy`: the request path, and the state that outlives a reload.
 //! - `admin`: the `/.callout/` endpoints.
 //! - `caller`: who is calling (caller tokens, Unix peer uids) and what they may assert.
@@ -29,6 +30,7 @@ pub mod body;
 pub mod caller;
 pub mod client;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod forward;
 pub mod metrics;

@@ -13,10 +13,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use rustls_pki_types::CertificateDer;
 
-use crate::body::{BodyError, Prepared, RequestBody, ResponseBody};
+use crate::body::{BodyError, CallerBody, Prepared, RequestBody, ResponseBody};
 use crate::caller::{Peer, authenticate, effective_sets};
 use crate::client::Connector;
 use crate::config::{Config, ExternalCredential, NamedCredential};
@@ -187,7 +186,7 @@ impl Proxy {
     }
 
     /// Answers one request.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: Peer) -> Response<ResponseBody> {
+    pub async fn handle(self: Arc<Self>, request: Request<CallerBody>, peer: Peer) -> Response<ResponseBody> {
         let started = Instant::now();
         if request.uri().path().starts_with("/.callout/") {
             return crate::admin::handle(&self, &request).map(Either::Right);
@@ -228,7 +227,7 @@ impl Proxy {
     async fn proxy<'r>(
         &self,
         routes: &'r Routes,
-        request: Request<Incoming>,
+        request: Request<CallerBody>,
         peer: Peer,
         log: &mut RequestLog<'r>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {

@@ -1,28 +1,18 @@
-//! Accepting connections (HTTP/1.1 and h2c on one port, TCP or a Unix socket) and draining
-//! them on shutdown.
+//! Accepting connections (TCP or a Unix socket) up to the limit, and draining them on
+//! shutdown.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::rt::{Read, Write};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::caller::Peer;
+use crate::connection::{Serving, Stream};
 use crate::proxy::Proxy;
-
-/// Request heads larger than this get 431 (HTTP/1.1) or a stream reset (HTTP/2).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Header fields per request.
-const MAX_HEADERS: usize = 100;
 
 /// Where connections come from.
 pub enum Listener {
@@ -78,25 +68,11 @@ pub fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
 /// requests up to the config's `shutdown_grace` to finish.
 pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
     let listener = listener.into();
-    // A client that has not sent its request head by then is disconnected (slowloris); it
-    // is also how long an idle keep-alive connection is kept.
-    let header_read_timeout = proxy.routes().config.server.header_read_timeout;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .keep_alive_interval(Some(header_read_timeout));
+    let serving = Arc::new(Serving::new(proxy.clone()));
     let connections = Arc::new(Semaphore::new(proxy.routes().config.server.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver: a send tells them to finish, and `closed` tells
+    // when the last one has.
+    let (stop, _) = watch::channel(());
     tokio::pin!(shutdown);
 
     loop {
@@ -110,11 +86,11 @@ pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: imp
                 match accepted {
                     Ok(Accepted::Tcp(stream)) => {
                         let _ = stream.set_nodelay(true);
-                        serve(&builder, &graceful, &proxy, TokioIo::new(stream), Peer::default(), permit);
+                        spawn(&serving, stream, Peer::default(), stop.subscribe(), permit);
                     }
                     Ok(Accepted::Unix(stream)) => {
                         let peer = Peer { uid: stream.peer_cred().ok().map(|c| c.uid()) };
-                        serve(&builder, &graceful, &proxy, TokioIo::new(stream), peer, permit);
+                        spawn(&serving, stream, peer, stop.subscribe(), permit);
                     }
                     Err(err) => {
                         // Usually out of file descriptors: back off instead of spinning.
@@ -131,8 +107,9 @@ pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: imp
     proxy.start_draining();
     let grace = proxy.routes().config.server.shutdown_grace;
     tracing::info!(grace = ?grace, "stopped accepting; draining in-flight requests");
+    stop.send_replace(());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = stop.closed() => tracing::info!("all connections finished"),
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown_grace elapsed; closing the remaining connections"),
     }
 }
@@ -149,26 +126,16 @@ async fn accept(listener: &Listener) -> io::Result<Accepted> {
     }
 }
 
-fn serve<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    proxy: &Arc<Proxy>,
-    io: I,
+fn spawn<S: Stream>(
+    serving: &Arc<Serving>,
+    stream: S,
     peer: Peer,
+    stop: watch::Receiver<()>,
     permit: OwnedSemaphorePermit,
-) where
-    I: Read + Write + Unpin + Send + 'static,
-{
-    let proxy = proxy.clone();
-    let service = service_fn(move |request| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
-    });
-    let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
+) {
+    let serving = serving.clone();
     tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(error = %err, "connection ended with an error");
-        }
+        serving.serve(stream, peer, stop).await;
         drop(permit);
     });
 }

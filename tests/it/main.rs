@@ -8,6 +8,7 @@ mod support;
 mod callers;
 mod errors;
 mod faults;
+mod keepalive;
 mod process;
 mod properties;
 mod routing;

@@ -1,0 +1,454 @@
+//! One caller connection, from accept to close: HTTP/2 (h2c) or HTTP/1.1, told apart by the
+//! first bytes, and HTTP/1.1 keep-alive connections that hold no buffers while idle.
+//!
+//! hyper keeps a read and a write buffer (8 KiB each) for as long as an HTTP/1.1 connection
+//! lives, so ten thousand idle keep-alive callers would pin 160 MiB. Instead each exchange
+//! runs on a hyper connection of its own: once its response is written and flushed, and the
+//! caller has sent nothing more, the socket reads as closed to hyper, which ends cleanly and
+//! hands the socket back. The socket then waits for the caller's next bytes with nothing
+//! but its own registration, and the next exchange starts a new hyper connection on it.
+
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use hyper::Request;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::watch;
+
+use crate::body::{CallerBody, ResponseBody};
+use crate::caller::Peer;
+use crate::proxy::Proxy;
+
+/// Request heads larger than this get 431 (HTTP/1.1) or a stream reset (HTTP/2).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Header fields per request.
+const MAX_HEADERS: usize = 100;
+/// How long an HTTP/1.1 connection stays quiet after a response before its buffers go.
+/// Handing back and taking up again costs about as much as a third of a request, so a
+/// busy connection (the next request within this time) keeps its hyper connection, and
+/// one idle for longer pays at most a few microseconds per this many milliseconds.
+const HAND_BACK_AFTER: Duration = Duration::from_millis(10);
+/// What an HTTP/2 caller with prior knowledge sends first (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A caller's socket: TCP or Unix.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl Stream for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::try_read(self, buf)
+    }
+}
+
+impl Stream for UnixStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        UnixStream::poll_read_ready(self, cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        UnixStream::try_read(self, buf)
+    }
+}
+
+/// How connections are served; one per listener, shared by its connections.
+pub struct Serving {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// How long a caller may take to send a request head, and how long an idle keep-alive
+    /// connection is kept.
+    idle_timeout: Duration,
+    proxy: Arc<Proxy>,
+}
+
+impl Serving {
+    pub fn new(proxy: Arc<Proxy>) -> Serving {
+        let idle_timeout = proxy.routes().config.server.header_read_timeout;
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_headers(MAX_HEADERS)
+            .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
+            .keep_alive_interval(Some(idle_timeout));
+        Serving {
+            http1,
+            http2,
+            idle_timeout,
+            proxy,
+        }
+    }
+
+    /// Serves `stream` until the caller closes it, it idles past the timeout, or `shutdown`
+    /// changes; then in-flight exchanges finish and the connection closes.
+    pub async fn serve<S: Stream>(&self, stream: S, peer: Peer, mut shutdown: watch::Receiver<()>) {
+        let Some(first) = self.read_preface(&stream, &mut shutdown).await else {
+            return;
+        };
+        if first == H2_PREFACE {
+            self.serve_h2(Prefixed::new(stream, first), peer, shutdown).await;
+        } else {
+            self.serve_h1(stream, first, peer, shutdown).await;
+        }
+    }
+
+    /// Reads until the bytes are the HTTP/2 preface or cannot become it, so that an HTTP/1.1
+    /// caller costs one short read.
+    async fn read_preface<S: Stream>(&self, stream: &S, shutdown: &mut watch::Receiver<()>) -> Option<Bytes> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + self.idle_timeout;
+        while seen.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&seen) {
+            if !wait_readable(stream, deadline, shutdown).await {
+                return None;
+            }
+            let mut buf = [0; H2_PREFACE.len()];
+            match stream.try_read(&mut buf[..H2_PREFACE.len() - seen.len()]) {
+                Ok(0) => return None,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return None,
+            }
+        }
+        Some(seen.into())
+    }
+
+    async fn serve_h2<S: Stream>(&self, io: Prefixed<S>, peer: Peer, mut shutdown: watch::Receiver<()>) {
+        let proxy = self.proxy.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let proxy = proxy.clone();
+            let request = request.map(|body| CallerBody::new(body, None));
+            async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
+        });
+        let connection = self.http2.serve_connection(TokioIo::new(io), service);
+        let mut connection = pin!(connection);
+        let mut stopping = pin!(shutdown.changed());
+        let mut draining = false;
+        let ended = poll_fn(|cx| {
+            if !draining && stopping.as_mut().poll(cx).is_ready() {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            connection.as_mut().poll(cx)
+        })
+        .await;
+        if let Err(err) = ended {
+            tracing::debug!(error = %err, "connection ended with an error");
+        }
+    }
+
+    async fn serve_h1<S: Stream>(
+        &self,
+        mut stream: S,
+        mut pending: Bytes,
+        peer: Peer,
+        mut shutdown: watch::Receiver<()>,
+    ) {
+        loop {
+            if pending.is_empty() {
+                let deadline = tokio::time::Instant::now() + self.idle_timeout;
+                if !wait_readable(&stream, deadline, &mut shutdown).await {
+                    return;
+                }
+            }
+            let exchange = ExchangeState::default();
+            let io = Exchange {
+                io: Prefixed::new(stream, pending),
+                state: exchange.clone(),
+                idle: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+                handed_back: false,
+            };
+            let proxy = self.proxy.clone();
+            let service = service_fn(move |request: Request<Incoming>| {
+                exchange.start();
+                let proxy = proxy.clone();
+                let request = request.map(|body| CallerBody::new(body, Some(exchange.clone())));
+                let exchange = exchange.clone();
+                async move {
+                    let response = proxy.handle(request, peer).await;
+                    Ok::<_, Infallible>(response.map(|body| Tracked { body, exchange }))
+                }
+            });
+            let mut connection = self.http1.serve_connection(TokioIo::new(io), service);
+            let mut stopping = pin!(shutdown.changed());
+            let mut draining = false;
+            let ended = poll_fn(|cx| {
+                if !draining && stopping.as_mut().poll(cx).is_ready() {
+                    draining = true;
+                    Pin::new(&mut connection).graceful_shutdown();
+                }
+                // Not `poll_without_shutdown`, which would need the service future boxed:
+                // `Exchange` itself skips the shutdown when it hands the socket back.
+                Pin::new(&mut connection).poll(cx)
+            })
+            .await;
+            let parts = connection.into_parts();
+            let io = parts.io.into_inner();
+            match ended {
+                Ok(()) if io.handed_back && !draining => {}
+                // The caller had sent part of its next request head when its previous
+                // response went out: hyper stopped at the (pretend) end of input without
+                // writing anything, and the part it read is in `read_buf`. An exchange cut
+                // off in a request body ends with nothing buffered, and with the connection.
+                Err(_) if io.handed_back && !draining && !parts.read_buf.is_empty() => {}
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                    return;
+                }
+            }
+            stream = io.io.stream;
+            // A copy: an empty or short slice would pin hyper's whole read buffer.
+            pending = Bytes::copy_from_slice(&parts.read_buf);
+        }
+    }
+}
+
+/// Waits until `stream` has bytes (or an EOF) to read; false on timeout or shutdown.
+async fn wait_readable<S: Stream>(
+    stream: &S,
+    deadline: tokio::time::Instant,
+    shutdown: &mut watch::Receiver<()>,
+) -> bool {
+    tokio::select! {
+        ready = poll_fn(|cx| stream.poll_read_ready(cx)) => ready.is_ok(),
+        () = tokio::time::sleep_until(deadline) => false,
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// Where one HTTP/1.1 exchange is, as flags set by the parts that see each step.
+///
+/// The socket may be handed back only when all three are set: the request body has been
+/// read to its end (so the next byte starts a new request, whatever the body held), the
+/// response has ended, and hyper has flushed it.
+#[derive(Clone, Default)]
+pub struct ExchangeState(Arc<AtomicU8>);
+
+const BODY_ENDED: u8 = 1;
+const RESPONDED: u8 = 2;
+const FLUSHED: u8 = 4;
+const DONE: u8 = BODY_ENDED | RESPONDED | FLUSHED;
+/// The wait before handing the socket back has begun.
+const WAITING: u8 = 8;
+
+impl ExchangeState {
+    /// A request head has been read: a new exchange begins.
+    fn start(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+
+    pub fn body_ended(&self) {
+        self.0.fetch_or(BODY_ENDED, Ordering::AcqRel);
+    }
+
+    fn responded(&self) {
+        self.0.fetch_or(RESPONDED, Ordering::AcqRel);
+    }
+
+    fn flushed(&self) {
+        if self.0.load(Ordering::Acquire) & RESPONDED != 0 {
+            self.0.fetch_or(FLUSHED, Ordering::AcqRel);
+        }
+    }
+
+    /// Bytes arrived after the response: whatever they are, they are hyper's to read now.
+    fn received(&self) {
+        if self.0.load(Ordering::Acquire) & FLUSHED != 0 {
+            self.0.store(0, Ordering::Release);
+        }
+    }
+
+    /// Whether the exchange is over, and whether this is the first time that is asked.
+    fn is_done(&self) -> Option<bool> {
+        let state = self.0.load(Ordering::Acquire);
+        if state & DONE != DONE {
+            return None;
+        }
+        if state & WAITING == 0 {
+            self.0.fetch_or(WAITING, Ordering::AcqRel);
+        }
+        Some(state & WAITING == 0)
+    }
+}
+
+/// A response body that marks its exchange answered when hyper drops it, which hyper does
+/// once the body has ended (or at once for a body known to be empty).
+pub struct Tracked {
+    body: ResponseBody,
+    exchange: ExchangeState,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = <ResponseBody as Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.exchange.responded();
+    }
+}
+
+/// The socket as one HTTP/1.1 exchange's hyper connection sees it: once the response is out
+/// and the caller has sent nothing more, it reads as closed.
+struct Exchange<S> {
+    io: Prefixed<S>,
+    state: ExchangeState,
+    /// When to hand the socket back if the caller stays quiet.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// Whether this read the EOF that ended the exchange, rather than the caller.
+    handed_back: bool,
+}
+
+impl<S: Stream> AsyncRead for Exchange<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Pending => {
+                let Some(first) = self.state.is_done() else {
+                    return Poll::Pending;
+                };
+                if first {
+                    let deadline = tokio::time::Instant::now() + HAND_BACK_AFTER;
+                    self.idle.as_mut().reset(deadline);
+                }
+                ready!(self.idle.as_mut().poll(cx));
+                self.handed_back = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                // The caller's next request: not to be cut off, even if it stalls.
+                self.state.received();
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: Stream> AsyncWrite for Exchange<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper flushes the socket only after writing out all it has buffered.
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        self.state.flushed();
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.handed_back {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A stream with bytes already read from it put back in front.
+struct Prefixed<S> {
+    prefix: Bytes,
+    stream: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(stream: S, prefix: Bytes) -> Prefixed<S> {
+        Prefixed { prefix, stream }
+    }
+}
+
+impl<S: Stream> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.has_remaining() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl<S: Stream> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
