@@ -2,11 +2,12 @@
 //! first bytes, and HTTP/1.1 keep-alive connections that hold no buffers while idle.
 //!
 //! hyper keeps a read and a write buffer (8 KiB each) for as long as an HTTP/1.1 connection
-//! lives, so ten thousand idle keep-alive callers would pin 160 MiB. Instead each exchange
-//! runs on a hyper connection of its own: once its response is written and flushed, and the
-//! caller has sent nothing more, the socket reads as closed to hyper, which ends cleanly and
-//! hands the socket back. The socket then waits for the caller's next bytes with nothing
-//! but its own registration, and the next exchange starts a new hyper connection on it.
+//! lives, so ten thousand idle keep-alive callers would pin 160 MiB. Instead the socket is
+//! lent to a hyper connection: once an exchange is over (request body read to its end,
+//! response flushed) and the caller has sent nothing more for a short while, the socket
+//! reads as closed to hyper, which ends cleanly and hands it back. The socket then waits
+//! for the caller's next bytes with nothing but its own registration, and is lent to a new
+//! hyper connection when they come. A busy connection never goes through this.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -108,7 +109,9 @@ impl Serving {
             return;
         };
         if first == H2_PREFACE {
-            self.serve_h2(Prefixed::new(stream, first), peer, shutdown).await;
+            // Boxed, as the HTTP/1.1 connection is in `serve_h1`: the task's size is its
+            // largest state, and most connections spend most of their time idle.
+            Box::pin(self.serve_h2(Prefixed::new(stream, first), peer, shutdown)).await;
         } else {
             self.serve_h1(stream, first, peer, shutdown).await;
         }
@@ -172,56 +175,71 @@ impl Serving {
                     return;
                 }
             }
-            let exchange = ExchangeState::default();
-            let io = Exchange {
-                io: Prefixed::new(stream, pending),
-                state: exchange.clone(),
-                idle: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
-                handed_back: false,
+            // Boxed so that a connection waiting above is a small task.
+            let lease = Box::pin(self.lend(stream, pending, peer, &mut shutdown));
+            let Some((returned, unread)) = lease.await else {
+                return;
             };
-            let proxy = self.proxy.clone();
-            let service = service_fn(move |request: Request<Incoming>| {
-                exchange.start();
-                let proxy = proxy.clone();
-                let request = request.map(|body| CallerBody::new(body, Some(exchange.clone())));
-                let exchange = exchange.clone();
-                async move {
-                    let response = proxy.handle(request, peer).await;
-                    Ok::<_, Infallible>(response.map(|body| Tracked { body, exchange }))
-                }
-            });
-            let mut connection = self.http1.serve_connection(TokioIo::new(io), service);
-            let mut stopping = pin!(shutdown.changed());
-            let mut draining = false;
-            let ended = poll_fn(|cx| {
-                if !draining && stopping.as_mut().poll(cx).is_ready() {
-                    draining = true;
-                    Pin::new(&mut connection).graceful_shutdown();
-                }
-                // Not `poll_without_shutdown`, which would need the service future boxed:
-                // `Exchange` itself skips the shutdown when it hands the socket back.
-                Pin::new(&mut connection).poll(cx)
-            })
-            .await;
-            let parts = connection.into_parts();
-            let io = parts.io.into_inner();
-            match ended {
-                Ok(()) if io.handed_back && !draining => {}
-                // The caller had sent part of its next request head when its previous
-                // response went out: hyper stopped at the (pretend) end of input without
-                // writing anything, and the part it read is in `read_buf`. An exchange cut
-                // off in a request body ends with nothing buffered, and with the connection.
-                Err(_) if io.handed_back && !draining && !parts.read_buf.is_empty() => {}
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::debug!(error = %err, "connection ended with an error");
-                    return;
-                }
-            }
-            stream = io.io.stream;
-            // A copy: an empty or short slice would pin hyper's whole read buffer.
-            pending = Bytes::copy_from_slice(&parts.read_buf);
+            (stream, pending) = (returned, unread);
         }
+    }
+
+    /// Serves HTTP/1.1 on `stream` until the caller has been quiet for a while after a
+    /// response; then returns the socket and any bytes read past that response.
+    async fn lend<S: Stream>(
+        &self,
+        stream: S,
+        pending: Bytes,
+        peer: Peer,
+        shutdown: &mut watch::Receiver<()>,
+    ) -> Option<(S, Bytes)> {
+        let exchange = ExchangeState::default();
+        let io = Lease {
+            io: Prefixed::new(stream, pending),
+            state: exchange.clone(),
+            idle: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            handed_back: false,
+        };
+        let proxy = self.proxy.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            exchange.start();
+            let proxy = proxy.clone();
+            let request = request.map(|body| CallerBody::new(body, Some(exchange.clone())));
+            let exchange = exchange.clone();
+            async move {
+                let response = proxy.handle(request, peer).await;
+                Ok::<_, Infallible>(response.map(|body| Tracked { body, exchange }))
+            }
+        });
+        let mut connection = self.http1.serve_connection(TokioIo::new(io), service);
+        let mut stopping = pin!(shutdown.changed());
+        let mut draining = false;
+        let ended = poll_fn(|cx| {
+            if !draining && stopping.as_mut().poll(cx).is_ready() {
+                draining = true;
+                Pin::new(&mut connection).graceful_shutdown();
+            }
+            // Not `poll_without_shutdown`, which would need the service future boxed:
+            // `Lease` itself skips the shutdown when it hands the socket back.
+            Pin::new(&mut connection).poll(cx)
+        })
+        .await;
+        let parts = connection.into_parts();
+        let io = parts.io.into_inner();
+        match ended {
+            Ok(()) if io.handed_back && !draining => {}
+            // The caller had sent part of its next request head: hyper stopped at the
+            // (pretend) end of input without writing anything, and the part it read is in
+            // `read_buf`.
+            Err(_) if io.handed_back && !draining && !parts.read_buf.is_empty() => {}
+            Ok(()) => return None,
+            Err(err) => {
+                tracing::debug!(error = %err, "connection ended with an error");
+                return None;
+            }
+        }
+        // A copy: an empty or short slice would pin hyper's whole read buffer.
+        Some((io.io.stream, Bytes::copy_from_slice(&parts.read_buf)))
     }
 }
 
@@ -238,7 +256,8 @@ async fn wait_readable<S: Stream>(
     }
 }
 
-/// Where one HTTP/1.1 exchange is, as flags set by the parts that see each step.
+/// Where one HTTP/1.1 exchange (request and response) is, as flags set by the parts that
+/// see each step.
 ///
 /// The socket may be handed back only when all three are set: the request body has been
 /// read to its end (so the next byte starts a new request, whatever the body held), the
@@ -326,9 +345,9 @@ impl Drop for Tracked {
     }
 }
 
-/// The socket as one HTTP/1.1 exchange's hyper connection sees it: once the response is out
-/// and the caller has sent nothing more, it reads as closed.
-struct Exchange<S> {
+/// The socket as a hyper connection sees it: once an exchange is over and the caller has
+/// sent nothing more for `HAND_BACK_AFTER`, it reads as closed.
+struct Lease<S> {
     io: Prefixed<S>,
     state: ExchangeState,
     /// When to hand the socket back if the caller stays quiet.
@@ -337,7 +356,7 @@ struct Exchange<S> {
     handed_back: bool,
 }
 
-impl<S: Stream> AsyncRead for Exchange<S> {
+impl<S: Stream> AsyncRead for Lease<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -367,7 +386,7 @@ impl<S: Stream> AsyncRead for Exchange<S> {
     }
 }
 
-impl<S: Stream> AsyncWrite for Exchange<S> {
+impl<S: Stream> AsyncWrite for Lease<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
