@@ -95,14 +95,23 @@ type Outcome = Result<Arc<Token>, TokenError>;
 /// Hands out slots; shared by all configs a process loads.
 pub struct TokenCache {
     http: TokenHttp,
-    slots: Mutex<HashMap<TokenKey, Weak<TokenSlot>>>,
+    slots: Mutex<Slots>,
+}
+
+/// Slots by key. Entries of slots no config holds any more are swept out when the map has
+/// doubled since the last sweep: a sweep per insert would make loading a config with n
+/// credentials quadratic.
+#[derive(Default)]
+struct Slots {
+    map: HashMap<TokenKey, Weak<TokenSlot>>,
+    sweep_at: usize,
 }
 
 impl TokenCache {
     pub fn new(http: TokenHttp) -> Arc<TokenCache> {
         Arc::new(TokenCache {
             http,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
         })
     }
 
@@ -110,7 +119,7 @@ impl TokenCache {
     pub fn live_slots(&self) -> Vec<Arc<TokenSlot>> {
         let mut live: Vec<_> = {
             let slots = self.slots.lock().expect("token slot map poisoned");
-            slots.values().filter_map(Weak::upgrade).collect()
+            slots.map.values().filter_map(Weak::upgrade).collect()
         };
         live.sort_by(|a, b| {
             (&a.key.external_credential, &a.key.principal)
@@ -122,8 +131,11 @@ impl TokenCache {
     /// The slot for `key`: the existing one if a live config still holds it.
     pub fn slot(self: &Arc<Self>, key: TokenKey) -> Arc<TokenSlot> {
         let mut slots = self.slots.lock().expect("token slot map poisoned");
-        slots.retain(|_, slot| slot.strong_count() > 0);
-        if let Some(slot) = slots.get(&key).and_then(Weak::upgrade) {
+        if slots.map.len() >= slots.sweep_at {
+            slots.map.retain(|_, slot| slot.strong_count() > 0);
+            slots.sweep_at = (2 * slots.map.len()).max(64);
+        }
+        if let Some(slot) = slots.map.get(&key).and_then(Weak::upgrade) {
             return slot;
         }
         let slot = Arc::new(TokenSlot {
@@ -136,7 +148,7 @@ impl TokenCache {
             consecutive_failures: AtomicU32::new(0),
             last_error: Mutex::new(None),
         });
-        slots.insert(key, Arc::downgrade(&slot));
+        slots.map.insert(key, Arc::downgrade(&slot));
         slot
     }
 }

@@ -1,4 +1,5 @@
-//! HTTP/1.1 keep-alive from the caller's side. Between exchanges callout hands the socket
+//! Caller connections: HTTP/2 told from HTTP/1.1 by the first bytes, and HTTP/1.1
+//! keep-alive. Between exchanges callout hands the socket
 //! back from one hyper connection to the next; none of that may show: every request on a
 //! connection is answered, in order, whether it arrives after a pause, pipelined behind
 //! another, or split across the previous response.
@@ -170,4 +171,22 @@ async fn an_error_answered_before_the_upload_ends_does_not_start_a_request_from_
         "{:?}",
         targets(&upstream)
     );
+}
+
+#[tokio::test]
+async fn an_http2_preface_sent_in_pieces_is_still_http2() {
+    let (_token, _upstream, callout) = setup().await;
+    let mut conn = TcpStream::connect(callout.addr).await.unwrap();
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    conn.write_all(&preface[..7]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    conn.write_all(&preface[7..]).await.unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    conn.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut frame_head = [0; 9];
+    tokio::time::timeout(STEP, conn.read_exact(&mut frame_head))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert_eq!(frame_head[3], 4, "not an HTTP/2 SETTINGS frame: {frame_head:?}");
 }
