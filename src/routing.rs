@@ -51,6 +51,11 @@ pub fn parse_target<'a>(path: &'a str, query: Option<&'a str>) -> Result<Target<
 }
 
 fn check_path(rest: &str) -> Result<(), TargetError> {
+    // Dot segments and encoded separators need a `.` or a `%`: most paths have neither and
+    // cost one pass.
+    if !rest.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return Ok(());
+    }
     if rest.contains('\\') {
         return Err(TargetError::EncodedSeparator);
     }
