@@ -87,6 +87,10 @@ impl Serving {
             .header_read_timeout(idle_timeout)
             .max_buf_size(MAX_HEAD_BYTES)
             .max_headers(MAX_HEADERS)
+            // A caller may shut down its sending side and wait for the answer. Without
+            // this hyper also reads during every exchange to look for that EOF, which
+            // makes it allocate a fresh 8 KiB buffer while the request still holds the old.
+            .half_close(true)
             .keep_alive(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2

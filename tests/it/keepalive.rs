@@ -190,3 +190,20 @@ async fn an_http2_preface_sent_in_pieces_is_still_http2() {
         .unwrap();
     assert_eq!(frame_head[3], 4, "not an HTTP/2 SETTINGS frame: {frame_head:?}");
 }
+
+#[tokio::test]
+async fn a_caller_that_half_closes_after_its_request_still_gets_the_response() {
+    let (_token, upstream, callout) = setup().await;
+    upstream.set_delay(Duration::from_millis(100));
+    let mut conn = TcpStream::connect(callout.addr).await.unwrap();
+    conn.write_all(get("/half-closed").as_bytes()).await.unwrap();
+    conn.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(STEP, conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("/half-closed"), "{answer}");
+}
