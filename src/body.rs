@@ -50,7 +50,7 @@ impl Body for CallerBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let frame = ready!(Pin::new(&mut self.incoming).poll_frame(cx));
-        if (frame.is_none() || self.incoming.is_end_stream())
+        if ends_body(&frame, &self.incoming)
             && let Some(exchange) = &self.exchange
         {
             exchange.body_ended();
@@ -64,6 +64,16 @@ impl Body for CallerBody {
 
     fn size_hint(&self) -> SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+/// Whether `frame`, just polled from `body`, was its last: the end itself, or data or
+/// trailers after which nothing is left. An error ends nothing cleanly.
+pub fn ends_body(frame: &Option<Result<Frame<Bytes>, hyper::Error>>, body: &Incoming) -> bool {
+    match frame {
+        None => true,
+        Some(Ok(_)) => body.is_end_stream(),
+        Some(Err(_)) => false,
     }
 }
 

@@ -115,7 +115,7 @@ impl Serving {
         if first == H2_PREFACE {
             // Boxed, as the HTTP/1.1 connection is in `serve_h1`: the task's size is its
             // largest state, and most connections spend most of their time idle.
-            Box::pin(self.serve_h2(Prefixed::new(stream, first), peer, shutdown)).await;
+            Box::pin(self.serve_h2(stream, first, peer, shutdown)).await;
         } else {
             self.serve_h1(stream, first, peer, shutdown).await;
         }
@@ -141,7 +141,18 @@ impl Serving {
         Some(seen.into())
     }
 
-    async fn serve_h2<S: Stream>(&self, io: Prefixed<S>, peer: Peer, mut shutdown: watch::Receiver<()>) {
+    async fn serve_h2<S: Stream>(
+        &self,
+        stream: S,
+        preface: Bytes,
+        peer: Peer,
+        mut shutdown: watch::Receiver<()>,
+    ) {
+        let io = Socket {
+            prefix: preface,
+            stream,
+            lease: None,
+        };
         let proxy = self.proxy.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let proxy = proxy.clone();
@@ -198,11 +209,10 @@ impl Serving {
         shutdown: &mut watch::Receiver<()>,
     ) -> Option<(S, Bytes)> {
         let exchange = ExchangeState::default();
-        let io = Lease {
-            io: Prefixed::new(stream, pending),
-            state: exchange.clone(),
-            idle: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
-            handed_back: false,
+        let io = Socket {
+            prefix: pending,
+            stream,
+            lease: Some(Lease::new(exchange.clone())),
         };
         let proxy = self.proxy.clone();
         let service = service_fn(move |request: Request<Incoming>| {
@@ -224,18 +234,19 @@ impl Serving {
                 Pin::new(&mut connection).graceful_shutdown();
             }
             // Not `poll_without_shutdown`, which would need the service future boxed:
-            // `Lease` itself skips the shutdown when it hands the socket back.
+            // `Socket` itself skips the shutdown when it hands the socket back.
             Pin::new(&mut connection).poll(cx)
         })
         .await;
         let parts = connection.into_parts();
-        let io = parts.io.into_inner();
+        let socket = parts.io.into_inner();
+        let handed_back = socket.lease.as_ref().is_some_and(|l| l.handed_back) && !draining;
         match ended {
-            Ok(()) if io.handed_back && !draining => {}
+            Ok(()) if handed_back => {}
             // The caller had sent part of its next request head: hyper stopped at the
             // (pretend) end of input without writing anything, and the part it read is in
             // `read_buf`.
-            Err(_) if io.handed_back && !draining && !parts.read_buf.is_empty() => {}
+            Err(_) if handed_back && !parts.read_buf.is_empty() => {}
             Ok(()) => return None,
             Err(err) => {
                 tracing::debug!(error = %err, "connection ended with an error");
@@ -243,7 +254,7 @@ impl Serving {
             }
         }
         // A copy: an empty or short slice would pin hyper's whole read buffer.
-        Some((io.io.stream, Bytes::copy_from_slice(&parts.read_buf)))
+        Some((socket.stream, Bytes::copy_from_slice(&parts.read_buf)))
     }
 }
 
@@ -349,40 +360,72 @@ impl Drop for Tracked {
     }
 }
 
-/// The socket as a hyper connection sees it: once an exchange is over and the caller has
-/// sent nothing more for `HAND_BACK_AFTER`, it reads as closed.
-struct Lease<S> {
-    io: Prefixed<S>,
+/// The caller's socket as hyper sees it: bytes already read from it put back in front and,
+/// on HTTP/1.1, a lease that makes it read as closed once an exchange is over and the caller
+/// has sent nothing more for `HAND_BACK_AFTER`.
+struct Socket<S> {
+    prefix: Bytes,
+    stream: S,
+    lease: Option<Lease>,
+}
+
+struct Lease {
     state: ExchangeState,
     /// When to hand the socket back if the caller stays quiet.
     idle: Pin<Box<tokio::time::Sleep>>,
-    /// Whether this read the EOF that ended the exchange, rather than the caller.
+    /// Whether this read the EOF that ended the hyper connection, rather than the caller.
     handed_back: bool,
 }
 
-impl<S: Stream> AsyncRead for Lease<S> {
+impl Lease {
+    fn new(state: ExchangeState) -> Lease {
+        Lease {
+            state,
+            idle: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            handed_back: false,
+        }
+    }
+
+    /// A read found nothing to read: pretend the end of input if the exchange is over and
+    /// the quiet spell has passed.
+    fn poll_hand_back(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(first) = self.state.is_done() else {
+            return Poll::Pending;
+        };
+        if first {
+            let deadline = tokio::time::Instant::now() + HAND_BACK_AFTER;
+            self.idle.as_mut().reset(deadline);
+        }
+        ready!(self.idle.as_mut().poll(cx));
+        self.handed_back = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: Stream> AsyncRead for Socket<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
         let before = buf.filled().len();
-        match Pin::new(&mut self.io).poll_read(cx, buf) {
-            Poll::Pending => {
-                let Some(first) = self.state.is_done() else {
-                    return Poll::Pending;
-                };
-                if first {
-                    let deadline = tokio::time::Instant::now() + HAND_BACK_AFTER;
-                    self.idle.as_mut().reset(deadline);
-                }
-                ready!(self.idle.as_mut().poll(cx));
-                self.handed_back = true;
-                Poll::Ready(Ok(()))
-            }
+        let polled = if this.prefix.has_remaining() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            Poll::Ready(Ok(()))
+        } else {
+            Pin::new(&mut this.stream).poll_read(cx, buf)
+        };
+        let Some(lease) = &mut this.lease else {
+            return polled;
+        };
+        match polled {
+            Poll::Pending => lease.poll_hand_back(cx),
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 // The caller's next request: not to be cut off, even if it stalls.
-                self.state.received();
+                lease.state.received();
                 Poll::Ready(Ok(()))
             }
             other => other,
@@ -390,67 +433,7 @@ impl<S: Stream> AsyncRead for Lease<S> {
     }
 }
 
-impl<S: Stream> AsyncWrite for Lease<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // hyper flushes the socket only after writing out all it has buffered.
-        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-        self.state.flushed();
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.handed_back {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// A stream with bytes already read from it put back in front.
-struct Prefixed<S> {
-    prefix: Bytes,
-    stream: S,
-}
-
-impl<S> Prefixed<S> {
-    fn new(stream: S, prefix: Bytes) -> Prefixed<S> {
-        Prefixed { prefix, stream }
-    }
-}
-
-impl<S: Stream> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.has_remaining() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl<S: Stream> AsyncWrite for Prefixed<S> {
+impl<S: Stream> AsyncWrite for Socket<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
@@ -468,10 +451,72 @@ impl<S: Stream> AsyncWrite for Prefixed<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        // hyper flushes the socket only after writing out all it has buffered.
+        ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+        if let Some(lease) = &self.lease {
+            lease.state.flushed();
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.lease.as_ref().is_some_and(|l| l.handed_back) {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::Config;
+
+    async fn response(client: &mut TcpStream) -> String {
+        let mut buf = [0; 1024];
+        let n = client.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// The lease itself, on real sockets: the socket comes back after a response and a quiet
+    /// spell, with the part of the next request that hyper had already read.
+    #[tokio::test]
+    async fn a_quiet_socket_comes_back_with_what_was_read_past_the_response() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+        let serving = Serving::new(Proxy::new(Config::load(&demo).unwrap()).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_stop, mut shutdown) = watch::channel(());
+        let within = Duration::from_secs(5);
+
+        client
+            .write_all(b"GET /.callout/health HTTP/1.1\r\nHost: x\r\n\r\nGET /.callout/he")
+            .await
+            .unwrap();
+        let lent = serving.lend(server, Bytes::new(), Peer::default(), &mut shutdown);
+        let (server, unread) = tokio::time::timeout(within, lent)
+            .await
+            .expect("the socket comes back after a quiet spell")
+            .expect("the socket comes back, not closed");
+        assert_eq!(&unread[..], b"GET /.callout/he");
+        assert!(response(&mut client).await.starts_with("HTTP/1.1 200"));
+
+        client
+            .write_all(b"alth HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let lent = serving.lend(server, unread, Peer::default(), &mut shutdown);
+        let (_, unread) = tokio::time::timeout(within, lent)
+            .await
+            .expect("the socket comes back after a quiet spell")
+            .expect("the socket comes back, not closed");
+        assert!(unread.is_empty());
+        assert!(response(&mut client).await.starts_with("HTTP/1.1 200"));
     }
 }

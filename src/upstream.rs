@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tower_service::Service as _;
 
-use crate::body::RequestBody;
+use crate::body::{RequestBody, ends_body};
 use crate::client::Connector;
 
 /// Idle connections kept per origin; more are closed when they come back.
@@ -181,11 +181,10 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        match &frame {
-            None => self.release(),
-            Some(Ok(_)) if self.body.is_end_stream() => self.release(),
-            Some(Err(_)) => self.back = None,
-            Some(Ok(_)) => {}
+        if ends_body(&frame, &self.body) {
+            self.release();
+        } else if matches!(frame, Some(Err(_))) {
+            self.back = None;
         }
         Poll::Ready(frame)
     }
