@@ -1,47 +1,48 @@
 //! callout: a credential-injecting HTTP reverse proxy.
 //!
 //! A caller sends `METHOD /NAMED_CREDENTIAL/rest` to callout on loopback; callout picks the
-//! caller's principal, gets an OAuth 2.0 access token for it, and forwards the request to the
-//! named credential's URL with `Authorization: Bearer <token>`.
+//! caller's principal, applies that principal's credential (an OAuth 2.0 access token,
+//! Basic, or nothing), and forwards the request to the named credential's URL.
 //!
 //! # Layout
 //! In the order a request meets them:
-//! - `server`: accepts connections up to the limit, graceful drain.
-//! - `connection`: one caller connection, HTTP/1.1 or h2c; idle keep-alive without buffers.
-//! - `proxy`: the request path, and the state that outlives a reload.
-//! - `admin`: the `/.callout/` endpoints.
-//! - `caller`: who is calling (caller tokens, Unix peer uids) and what they may assert.
-//! - `routing`: request target to named credential and upstream URI, refusing escapes.
-//! - `principal`: asserted permission sets to the lowest-sequence principal.
-//! - `token`: token requests (`Grant`), response parsing, the shared cache.
-//! - `body`: request bodies, buffered for replay or streamed.
-//! - `forward`: header hygiene and the bearer token on the way out.
-//! - `upstream`: connections to an upstream origin, HTTP/1.1 pooled or HTTP/2 by ALPN.
-//! - `client`: the rustls connector, and the pooled client for token requests.
-//! - `error`: problem+json for everything callout refuses.
-//! - `config`: the TOML file to a validated model; `secret`: redacting secret types.
+//! - `listen`: accepting connections up to the limit, HTTP/1.1 or h2c, idle keep-alive
+//!   without buffers, graceful drain; generic over the `Handler` that answers requests.
+//! - `request`: the `Proxy` handler: caller, route, principal, admin endpoints, and the
+//!   pipeline that runs a request through them to the upstream.
+//! - `auth`: the credential seam (`Credential`), one file per protocol; `auth::oauth` has
+//!   one file per grant.
+//! - `token`: the shared token cache, one token request in flight per key, renewal ahead
+//!   of expiry.
+//! - `upstream`: request bodies, header hygiene, TLS, pooled connections per origin.
+//! - `config`: the TOML file to a validated model, one file per table.
 //! - `metrics`: counters and histograms in Prometheus text format.
+//! - `secret`: redacting secret types; `cause`: error chains as one line.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod admin;
-pub mod body;
-pub mod caller;
-pub mod client;
+pub mod auth;
+pub mod cause;
 pub mod config;
-pub mod connection;
-pub mod error;
-pub mod forward;
+pub mod listen;
 pub mod metrics;
-pub mod principal;
-pub mod proxy;
-pub mod routing;
+pub mod request;
 pub mod secret;
-pub mod server;
 pub mod token;
 pub mod upstream;
 
+use std::future::Future;
+use std::sync::Arc;
+
 pub use config::Config;
-pub use proxy::Proxy;
-pub use server::run;
+pub use request::Proxy;
+
+/// Serves `listener` with `proxy` until `shutdown` completes, then drains.
+pub async fn run(
+    listener: impl Into<listen::Listener>,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+) {
+    listen::run(listener, proxy, shutdown).await
+}

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
 use callout::config::Listen;
-use callout::server::Listener;
+use callout::listen::Listener;
 use callout::{Config, Proxy};
 
 /// A credential-injecting HTTP reverse proxy.
@@ -165,7 +165,7 @@ async fn serve(path: &Path) -> ExitCode {
     };
     let listener: Listener = match &listen {
         Listen::Tcp(addr) => tokio::net::TcpListener::bind(addr).await.map(Listener::from),
-        Listen::Unix { path, mode } => callout::server::bind_unix(path, *mode).map(Listener::from),
+        Listen::Unix { path, mode } => callout::listen::bind_unix(path, *mode).map(Listener::from),
     }
     .unwrap_or_else(|err| {
         eprintln!("error: cannot listen on {listen}: {err}");
@@ -261,12 +261,16 @@ async fn token(path: &Path, named: &str, sets: Option<Vec<String>>, reveal: bool
             println!("named credential: {named}");
             println!("principal: {}", found.principal);
             println!("scope: {}", found.scope.as_deref().unwrap_or("(none)"));
-            match found.token.expires_in(now) {
+            let Some(token) = found.token else {
+                println!("token: none (this protocol uses no tokens)");
+                return ExitCode::SUCCESS;
+            };
+            match token.expires_in(now) {
                 Some(left) => println!("expires in: {}s", left.as_secs()),
                 None => println!("expires in: (not given; used until the upstream rejects it)"),
             }
             if reveal {
-                println!("{}", found.token.access_token().expose());
+                println!("{}", token.access_token().expose());
             }
             ExitCode::SUCCESS
         }

@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::token::TokenSlot;
-
 /// Where a request ended: an upstream status class or one of callout's error codes.
 pub const OUTCOMES: [&str; 14] = [
     "2xx",
@@ -73,6 +71,14 @@ impl Series {
     }
 }
 
+/// The token requests of one token slot, as the metrics show them.
+pub struct TokenCounts {
+    pub external_credential: Box<str>,
+    pub principal: Box<str>,
+    pub fetches: u64,
+    pub failures: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome {
     Status(u16),
@@ -96,7 +102,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every series and of the token slots.
-    pub fn render(&self, slots: &[Arc<TokenSlot>]) -> String {
+    pub fn render(&self, tokens: &[TokenCounts]) -> String {
         let series: Vec<(Labels, Arc<Series>)> = self
             .series
             .lock()
@@ -142,23 +148,21 @@ impl Metrics {
         }
         out.push_str("# HELP callout_token_requests_total Token requests made, by outcome.\n");
         out.push_str("# TYPE callout_token_requests_total counter\n");
-        for slot in slots {
-            let key = slot.key();
-            let status = slot.status();
+        for t in tokens {
             let l = format!(
                 "external_credential=\"{}\",principal=\"{}\"",
-                escape(&key.external_credential),
-                escape(&key.principal)
+                escape(&t.external_credential),
+                escape(&t.principal)
             );
             let _ = writeln!(
                 out,
                 "callout_token_requests_total{{{l},outcome=\"ok\"}} {}",
-                status.fetches - status.failures.min(status.fetches)
+                t.fetches - t.failures.min(t.fetches)
             );
             let _ = writeln!(
                 out,
                 "callout_token_requests_total{{{l},outcome=\"error\"}} {}",
-                status.failures
+                t.failures
             );
         }
         out

@@ -7,8 +7,8 @@
 
 #![no_main]
 
-use callout::config::Principal;
-use callout::principal::{PERMISSION_SETS_HEADER, PrincipalIndex, asserted_sets, header_sets};
+use callout::config::{Principal, PrincipalKeys};
+use callout::request::{PERMISSION_SETS_HEADER, PrincipalIndex, asserted_sets, header_sets};
 use callout::secret::Secret;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
@@ -18,9 +18,11 @@ fn principal(name: &str, sequence: i64, sets: &[&str]) -> Principal {
         name: name.into(),
         sequence,
         permission_sets: sets.iter().map(|s| (*s).into()).collect(),
-        client_id: format!("{name}-client"),
-        client_secret: Secret::new("fuzz-secret"),
         scope: None,
+        keys: PrincipalKeys::Client {
+            client_id: "id".into(),
+            client_secret: Secret::new("secret"),
+        },
     }
 }
 

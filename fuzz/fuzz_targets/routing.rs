@@ -8,7 +8,7 @@
 #![no_main]
 
 use callout::config::UpstreamUrl;
-use callout::routing::{parse_target, upstream_uri};
+use callout::request::{parse_target, upstream_uri};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use libfuzzer_sys::fuzz_target;
 

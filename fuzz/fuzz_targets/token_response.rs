@@ -6,7 +6,8 @@
 
 #![no_main]
 
-use callout::token::{TokenError, parse_token_response};
+use callout::auth::oauth::parse_token_response;
+use callout::token::TokenError;
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;

@@ -4,8 +4,20 @@
 //! it opens no sockets. Every problem found is collected, with its line and column, and
 //! reported at once.
 
+mod callers;
+mod describe;
+mod external;
+mod named;
+mod names;
+mod principals;
 mod raw;
+mod read;
+mod server;
 mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,8 +30,9 @@ use http::HeaderMap;
 use http::uri::{Authority, Scheme};
 use rustls_pki_types::CertificateDer;
 
+pub use describe::describe;
+pub use names::{check_name, suggestion};
 pub use raw::{ClientAuth, Flow};
-pub(crate) use validate::suggestion;
 
 use crate::secret::Secret;
 
@@ -36,6 +49,8 @@ pub struct Config {
     pub callers: Vec<Caller>,
     /// Literal secrets are written in the file itself (rather than `env` or `file`).
     pub has_literal_secrets: bool,
+    /// The files the config reads besides itself: secrets and CA bundles.
+    pub files: Vec<PathBuf>,
 }
 
 /// Where callout listens.
@@ -87,6 +102,22 @@ pub struct Server {
 #[derive(Debug)]
 pub struct ExternalCredential {
     pub name: Box<str>,
+    pub protocol: Protocol,
+    /// Sorted by sequence, lowest first.
+    pub principals: Vec<Principal>,
+}
+
+/// How an external credential authenticates, with the settings its protocol has.
+#[derive(Debug)]
+pub enum Protocol {
+    OAuth2(Box<OAuth2>),
+    Basic,
+    None,
+}
+
+/// The settings of `protocol = "oauth2"`.
+#[derive(Debug)]
+pub struct OAuth2 {
     pub flow: Flow,
     pub token_url: http::Uri,
     pub scope: Option<String>,
@@ -98,8 +129,6 @@ pub struct ExternalCredential {
     pub refresh_before_expiry: Duration,
     pub default_token_ttl: Option<Duration>,
     pub token_timeout: Duration,
-    /// Sorted by sequence, lowest first.
-    pub principals: Vec<Principal>,
 }
 
 #[derive(Debug)]
@@ -107,10 +136,25 @@ pub struct Principal {
     pub name: Box<str>,
     pub sequence: i64,
     pub permission_sets: Vec<Box<str>>,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Overrides the external credential's scope when set.
+    /// Overrides the external credential's scope when set (OAuth only).
     pub scope: Option<String>,
+    pub keys: PrincipalKeys,
+}
+
+/// What a principal authenticates with; always the kind its external credential's
+/// protocol needs.
+#[derive(Debug)]
+pub enum PrincipalKeys {
+    /// An OAuth client.
+    Client {
+        client_id: String,
+        client_secret: Secret,
+    },
+    Basic {
+        username: Secret,
+        password: Secret,
+    },
+    None,
 }
 
 #[derive(Debug)]
@@ -144,19 +188,37 @@ impl fmt::Display for UpstreamUrl {
 
 impl Default for Server {
     fn default() -> Server {
-        validate::default_server()
+        server::default_server()
     }
 }
 
 impl ExternalCredential {
-    /// The scope a token for this principal is requested with.
+    /// The scope a token for this principal is requested with (OAuth only).
     pub fn effective_scope<'a>(&'a self, principal: &'a Principal) -> Option<&'a str> {
-        principal.scope.as_deref().or(self.scope.as_deref())
+        let Protocol::OAuth2(settings) = &self.protocol else {
+            return None;
+        };
+        principal.scope.as_deref().or(settings.scope.as_deref())
     }
+}
 
-    pub fn refreshes_on(&self, status: u16) -> bool {
-        status == 401 || self.refresh_on_status.contains(&status)
+impl Protocol {
+    /// The `protocol` value, with the flow for OAuth: what `check` and admin show.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Protocol::OAuth2(settings) => settings.flow.as_str(),
+            Protocol::Basic => "basic",
+            Protocol::None => "none",
+        }
     }
+}
+
+/// How a config is read.
+pub struct LoadOptions<'a> {
+    /// Looks up `{ env = ... }` secrets.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// `false` checks structure and references without reading env or file secrets.
+    pub read_secrets: bool,
 }
 
 /// Everything wrong with a config file, each with its place.
@@ -245,44 +307,20 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        validate::validate(path, text, env).map_err(|problems| ConfigError {
+        Self::from_toml_with(
+            path,
+            text,
+            &LoadOptions {
+                env,
+                read_secrets: true,
+            },
+        )
+    }
+
+    pub fn from_toml_with(path: &Path, text: &str, options: &LoadOptions<'_>) -> Result<Config, ConfigError> {
+        validate::validate(path, text, options).map_err(|problems| ConfigError {
             path: path.to_owned(),
             problems,
         })
     }
-}
-
-/// The resolved map `callout check` prints: named credential → upstream → external
-/// credential → principals by sequence with their permission sets. Never a secret.
-pub fn describe(config: &Config) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let mut named: Vec<_> = config.named_credentials.values().collect();
-    named.sort_by(|a, b| a.name.cmp(&b.name));
-    let _ = writeln!(
-        out,
-        "{}: valid, listening on {}",
-        config.path.display(),
-        config.server.listen
-    );
-    for nc in named {
-        let ec = &nc.external_credential;
-        let _ = writeln!(out, "{} -> {}", nc.name, nc.url);
-        let _ = writeln!(
-            out,
-            "  external credential {} ({}, token_url {})",
-            ec.name,
-            ec.flow.as_str(),
-            ec.token_url
-        );
-        for p in &ec.principals {
-            let sets: Vec<&str> = p.permission_sets.iter().map(|s| &**s).collect();
-            let scope = ec
-                .effective_scope(p)
-                .map(|s| format!(", scope \"{s}\""))
-                .unwrap_or_default();
-            let _ = writeln!(out, "    {}. {} [{}]{scope}", p.sequence, p.name, sets.join(", "));
-        }
-    }
-    out
 }

@@ -1,98 +1,31 @@
-//! The TOML file as written: serde types that mirror SPEC "Configuration" key for key.
+//! Values as written in the TOML file: the serde types of keys whose values are more than a
+//! string or a number (secrets, durations, the enumerated choices).
 //!
-//! Nothing here decides whether a value makes sense; `config::validate` does that, with the
-//! spans kept here, so every problem can be reported with its line and column.
+//! Nothing here decides whether a value makes sense in its place; the per-table files do.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
-use toml::Spanned;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServer {
-    pub listen: Option<Spanned<String>>,
-    #[serde(default)]
-    pub default_permission_sets: Vec<Spanned<String>>,
-    pub retry_body_limit: Option<u64>,
-    pub max_request_body: Option<u64>,
-    pub shutdown_grace: Option<RawDuration>,
-    #[serde(default)]
-    pub allow_remote_callers: bool,
-    pub unix_socket_mode: Option<Spanned<String>>,
-    pub max_connections: Option<usize>,
-    pub header_read_timeout: Option<RawDuration>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCaller {
-    pub token: Option<Spanned<RawSecret>>,
-    pub uid: Option<u32>,
-    #[serde(default)]
-    pub permission_sets: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawExternalCredential {
-    pub protocol: Protocol,
-    pub flow: Flow,
-    pub token_url: Spanned<String>,
-    pub scope: Option<String>,
-    #[serde(default)]
-    pub client_auth: ClientAuth,
-    #[serde(default)]
-    pub token_params: BTreeMap<String, String>,
-    #[serde(default)]
-    pub refresh_on_status: Vec<Spanned<i64>>,
-    pub refresh_before_expiry: Option<RawDuration>,
-    pub default_token_ttl: Option<RawDuration>,
-    pub token_timeout: Option<RawDuration>,
-    #[serde(default)]
-    pub allow_plain_http: bool,
-    #[serde(default)]
-    pub principals: Vec<Spanned<RawPrincipal>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPrincipal {
-    pub name: Spanned<String>,
-    pub sequence: Spanned<i64>,
-    #[serde(default)]
-    pub permission_sets: Vec<Spanned<String>>,
-    pub client_id: String,
-    pub client_secret: Spanned<RawSecret>,
-    pub scope: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNamedCredential {
-    pub url: Spanned<String>,
-    pub external_credential: Spanned<String>,
-    #[serde(default = "yes")]
-    pub generate_authorization_header: bool,
-    pub timeout: Option<RawDuration>,
-    pub ca_file: Option<Spanned<String>>,
-    #[serde(default)]
-    pub headers: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    pub allow_plain_http: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
+/// `protocol` as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Protocol {
+pub enum ProtocolName {
     Oauth2,
+    Basic,
+    None,
+}
+
+impl ProtocolName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolName::Oauth2 => "oauth2",
+            ProtocolName::Basic => "basic",
+            ProtocolName::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -174,11 +107,40 @@ pub struct RawDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for RawDuration {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map(RawDuration).map_err(|e| {
-            de::Error::custom(format!(
-                "`{text}` is not a duration ({e}); write e.g. \"30s\" or \"500ms\""
-            ))
-        })
+        struct DurationVisitor;
+
+        impl Visitor<'_> for DurationVisitor {
+            type Value = RawDuration;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a duration with a unit, e.g. "30s" or "500ms""#)
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawDuration, E> {
+                Err(E::custom(format!(
+                    "a duration is a string with a unit: did you mean \"{n}s\"?"
+                )))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawDuration, E> {
+                self.visit_i64(n.try_into().unwrap_or(i64::MAX))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<RawDuration, E> {
+                if !text.is_empty() && text.trim().bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(E::custom(format!(
+                        "`{text}` has no unit: did you mean \"{}s\"?",
+                        text.trim()
+                    )));
+                }
+                humantime::parse_duration(text).map(RawDuration).map_err(|e| {
+                    E::custom(format!(
+                        "`{text}` is not a duration ({e}); write e.g. \"30s\" or \"500ms\""
+                    ))
+                })
+            }
+        }
+
+        deserializer.deserialize_any(DurationVisitor)
     }
 }

@@ -15,7 +15,7 @@ use http::HeaderValue;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Grant, Lifetimes, TokenError, TokenHttp, schedule};
+use super::{Lifetimes, Mint, TokenError, schedule};
 use crate::secret::AccessToken;
 
 /// After a failed token request, further requests share its failure for this long,
@@ -29,10 +29,10 @@ const SERVER_ROUNDING: Duration = Duration::from_secs(1);
 
 /// What identifies a cached token: its owner and every input that shaped it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TokenKey {
+pub struct TokenKey<G> {
     pub external_credential: Box<str>,
     pub principal: Box<str>,
-    pub grant: Grant,
+    pub grant: G,
     pub lifetimes: Lifetimes,
 }
 
@@ -93,30 +93,32 @@ impl CacheOutcome {
 type Outcome = Result<Arc<Token>, TokenError>;
 
 /// Hands out slots; shared by all configs a process loads.
-pub struct TokenCache {
-    http: TokenHttp,
-    slots: Mutex<Slots>,
+pub struct TokenCache<G: Mint> {
+    client: G::Client,
+    slots: Mutex<Slots<G>>,
 }
 
 /// Slots by key. Entries of slots no config holds any more are swept out when the map has
 /// doubled since the last sweep: a sweep per insert would make loading a config with n
 /// credentials quadratic.
-#[derive(Default)]
-struct Slots {
-    map: HashMap<TokenKey, Weak<TokenSlot>>,
+struct Slots<G: Mint> {
+    map: HashMap<TokenKey<G>, Weak<TokenSlot<G>>>,
     sweep_at: usize,
 }
 
-impl TokenCache {
-    pub fn new(http: TokenHttp) -> Arc<TokenCache> {
+impl<G: Mint> TokenCache<G> {
+    pub fn new(client: G::Client) -> Arc<TokenCache<G>> {
         Arc::new(TokenCache {
-            http,
-            slots: Mutex::new(Slots::default()),
+            client,
+            slots: Mutex::new(Slots {
+                map: HashMap::new(),
+                sweep_at: 0,
+            }),
         })
     }
 
     /// Every slot a live config holds, by external credential and principal.
-    pub fn live_slots(&self) -> Vec<Arc<TokenSlot>> {
+    pub fn live_slots(&self) -> Vec<Arc<TokenSlot<G>>> {
         let mut live: Vec<_> = {
             let slots = self.slots.lock().expect("token slot map poisoned");
             slots.map.values().filter_map(Weak::upgrade).collect()
@@ -129,7 +131,7 @@ impl TokenCache {
     }
 
     /// The slot for `key`: the existing one if a live config still holds it.
-    pub fn slot(self: &Arc<Self>, key: TokenKey) -> Arc<TokenSlot> {
+    pub fn slot(self: &Arc<Self>, key: TokenKey<G>) -> Arc<TokenSlot<G>> {
         let mut slots = self.slots.lock().expect("token slot map poisoned");
         if slots.map.len() >= slots.sweep_at {
             slots.map.retain(|_, slot| slot.strong_count() > 0);
@@ -154,9 +156,9 @@ impl TokenCache {
 }
 
 /// One cached token and the machinery to renew it.
-pub struct TokenSlot {
-    cache: Weak<TokenCache>,
-    key: TokenKey,
+pub struct TokenSlot<G: Mint> {
+    cache: Weak<TokenCache<G>>,
+    key: TokenKey<G>,
     current: ArcSwapOption<Token>,
     flight: Mutex<Flight>,
     fetches: AtomicU64,
@@ -183,8 +185,8 @@ pub struct SlotStatus {
     pub last_error: Option<String>,
 }
 
-impl TokenSlot {
-    pub fn key(&self) -> &TokenKey {
+impl<G: Mint> TokenSlot<G> {
+    pub fn key(&self) -> &TokenKey<G> {
         &self.key
     }
 
@@ -271,7 +273,7 @@ impl TokenSlot {
 
         let slot = self.clone();
         tokio::spawn(async move {
-            let outcome = slot.fetch(&cache.http).await;
+            let outcome = slot.fetch(&cache.client).await;
             let mut flight = slot.flight.lock().expect("token flight poisoned");
             flight.running = None;
             flight.failed = match &outcome {
@@ -294,11 +296,11 @@ impl TokenSlot {
     }
 
     /// One token request, with its bookkeeping. Stores a new token before it is announced.
-    async fn fetch(&self, http: &TokenHttp) -> Outcome {
+    async fn fetch(&self, client: &G::Client) -> Outcome {
         let lifetimes = self.key.lifetimes;
         let sent = Instant::now();
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let result = match tokio::time::timeout(lifetimes.token_timeout, self.key.grant.fetch(http)).await {
+        let result = match tokio::time::timeout(lifetimes.token_timeout, self.key.grant.mint(client)).await {
             Ok(result) => result,
             Err(_) => Err(TokenError::Timeout(lifetimes.token_timeout)),
         };

@@ -1,45 +1,24 @@
-//! Access tokens: how to get one (`Grant`), how to read the answer (`response`), and the
-//! shared cache that hands them to requests (`cache`).
+//! Access tokens: the shared cache that hands them to requests, and when each is renewed.
 //!
-//! `Grant` is the seam for OAuth flows: each flow is a variant that knows how to make its
-//! token request. The cache does not care which flow minted a token.
+//! The cache does not know how a token is minted: a key's `Mint` does that (an OAuth grant,
+//! in `auth::oauth`). Its equality covers every input that shapes a token, so it is part of
+//! the cache key and a changed input never serves an old token.
 
 mod cache;
-mod client_credentials;
-mod response;
+mod error;
 
+use std::future::Future;
+use std::hash::Hash;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-
 pub use cache::{CacheOutcome, SlotStatus, Token, TokenCache, TokenKey, TokenSlot};
-pub use client_credentials::ClientCredentials;
-pub use response::{Fetched, TokenError, parse_token_response};
+pub use error::{Fetched, TokenError};
 
-/// The HTTP client token requests go out on.
-pub type TokenHttp = hyper_util::client::legacy::Client<crate::client::Connector, Full<Bytes>>;
+/// How a token is obtained: one token request, made with `client`.
+pub trait Mint: Clone + Eq + Hash + Send + Sync + 'static {
+    type Client: Send + Sync + 'static;
 
-/// How a token is obtained. One variant per OAuth flow; equality covers every input that
-/// shapes the token, so it doubles as the cache key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Grant {
-    ClientCredentials(ClientCredentials),
-}
-
-impl Grant {
-    /// Makes one token request.
-    pub async fn fetch(&self, http: &TokenHttp) -> Result<Fetched, TokenError> {
-        match self {
-            Grant::ClientCredentials(cc) => cc.fetch(http).await,
-        }
-    }
-
-    pub fn scope(&self) -> Option<&str> {
-        match self {
-            Grant::ClientCredentials(cc) => cc.scope.as_deref(),
-        }
-    }
+    fn mint(&self, client: &Self::Client) -> impl Future<Output = Result<Fetched, TokenError>> + Send;
 }
 
 /// How long tokens live and when they are renewed; set per external credential.

@@ -170,7 +170,7 @@ async fn a_unix_socket_maps_the_peer_uid_to_a_caller() {
     let listen = format!("listen = \"unix:{}\"", socket.display());
     let config = write_config(&dir, &config(&token, &upstream, &listen, Some(my_uid)));
     let proxy = callout::Proxy::new(config).unwrap();
-    let listener = callout::server::bind_unix(&socket, 0o600).unwrap();
+    let listener = callout::listen::bind_unix(&socket, 0o600).unwrap();
     let server = tokio::spawn(callout::run(listener, proxy, std::future::pending()));
 
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;

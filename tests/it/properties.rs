@@ -7,9 +7,10 @@
 
 use std::cell::Cell;
 
-use callout::config::{Principal, UpstreamUrl};
-use callout::principal::{PERMISSION_SETS_HEADER, PrincipalIndex, asserted_sets, header_sets};
-use callout::routing::{parse_target, upstream_uri};
+use callout::config::{Principal, PrincipalKeys, UpstreamUrl};
+use callout::request::{
+    PERMISSION_SETS_HEADER, PrincipalIndex, asserted_sets, header_sets, parse_target, upstream_uri,
+};
 use callout::secret::Secret;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue};
@@ -269,7 +270,7 @@ fn the_oracle_catches_escapes_that_slip_past_routing() {
         "/a%2f..%2f..%2fx",
         "/%5c..",
     ] {
-        let target = callout::routing::Target {
+        let target = callout::request::Target {
             name: "N",
             rest,
             query: None,
@@ -435,9 +436,11 @@ fn the_lowest_sequence_granted_principal_wins() {
                 name: format!("P{sequence}").into(),
                 sequence,
                 permission_sets: sets.into_iter().map(Into::into).collect(),
-                client_id: "id".into(),
-                client_secret: Secret::new("secret"),
                 scope: None,
+                keys: PrincipalKeys::Client {
+                    client_id: "id".into(),
+                    client_secret: Secret::new("secret"),
+                },
             });
         }
         principals.sort_by_key(|p| p.sequence);

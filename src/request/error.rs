@@ -10,6 +10,7 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
+use crate::auth::AuthError;
 use crate::token::TokenError;
 
 pub const ERROR_HEADER: HeaderName = HeaderName::from_static("x-callout-error");
@@ -38,6 +39,14 @@ pub enum ProxyError {
     UpstreamUnreachable(String),
     #[error("the upstream did not answer within {0:?}")]
     UpstreamTimeout(Duration),
+}
+
+impl From<AuthError> for ProxyError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Token(err) => err.into(),
+        }
+    }
 }
 
 impl From<TokenError> for ProxyError {
@@ -90,19 +99,4 @@ impl ProxyError {
         }
         response
     }
-}
-
-/// An error and its sources as one line, for logs and error details.
-pub fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

@@ -1,14 +1,18 @@
 //! The OAuth 2.0 client credentials grant (RFC 6749 §4.4).
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::{BodyExt, Full, Limited};
 
-use super::{Fetched, TokenError, TokenHttp, parse_token_response};
+use zeroize::Zeroizing;
+
+use super::TokenHttp;
+use super::response::parse_token_response;
+use crate::auth::basic_authorization as basic;
+use crate::cause::cause_chain;
 use crate::config::ClientAuth;
 use crate::secret::Secret;
-use zeroize::Zeroizing;
+use crate::token::{Fetched, TokenError};
 
 /// Token responses larger than this are not tokens.
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -64,7 +68,7 @@ impl ClientCredentials {
         let response = http
             .request(self.request())
             .await
-            .map_err(|e| TokenError::Unreachable(crate::error::cause_chain(&e)))?;
+            .map_err(|e| TokenError::Unreachable(cause_chain(&e)))?;
         let status = response.status().as_u16();
         // RFC 9110 §10.2.3: a 429 or 503 may say when to come back (only the seconds form
         // is honoured; an HTTP date falls back to our own backoff).
@@ -94,19 +98,10 @@ impl ClientCredentials {
     }
 }
 
-fn basic(user: &str, password: &str) -> HeaderValue {
-    // The intermediate copies hold the secret too: wipe them when done. (The header value
-    // itself is handed to hyper, which owns its memory from then on.)
-    let pair = Zeroizing::new(format!("{user}:{password}"));
-    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
-    let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("Basic {}", encoded.as_str())))
-        .expect("base64 is a valid header value");
-    value.set_sensitive(true);
-    value
-}
-
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     fn grant(auth: ClientAuth) -> ClientCredentials {

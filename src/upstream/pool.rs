@@ -21,8 +21,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tower_service::Service as _;
 
-use crate::body::{RequestBody, ends_body};
-use crate::client::Connector;
+use super::body::RequestBody;
+use super::tls::Connector;
+use crate::listen::ends_body;
 
 /// Idle connections kept per origin; more are closed when they come back.
 const MAX_IDLE: usize = 256;

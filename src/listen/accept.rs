@@ -10,9 +10,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::caller::Peer;
-use crate::connection::{Serving, Stream};
-use crate::proxy::Proxy;
+use super::connection::{Serving, Stream};
+use super::{Handler, Peer};
 
 /// Where connections come from.
 pub enum Listener {
@@ -65,11 +64,15 @@ pub fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and gives in-flight
-/// requests up to the config's `shutdown_grace` to finish.
-pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
+/// requests up to the handler's `shutdown_grace` to finish.
+pub async fn run<H: Handler>(
+    listener: impl Into<Listener>,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) {
     let listener = listener.into();
-    let serving = Arc::new(Serving::new(proxy.clone()));
-    let connections = Arc::new(Semaphore::new(proxy.routes().config.server.max_connections));
+    let serving = Arc::new(Serving::new(handler.clone()));
+    let connections = Arc::new(Semaphore::new(handler.limits().max_connections));
     // Every connection holds a receiver: a send tells them to finish, and `closed` tells
     // when the last one has.
     let (stop, _) = watch::channel(());
@@ -104,8 +107,8 @@ pub async fn run(listener: impl Into<Listener>, proxy: Arc<Proxy>, shutdown: imp
     }
 
     drop(listener);
-    proxy.start_draining();
-    let grace = proxy.routes().config.server.shutdown_grace;
+    handler.start_draining();
+    let grace = handler.limits().shutdown_grace;
     tracing::info!(grace = ?grace, "stopped accepting; draining in-flight requests");
     stop.send_replace(());
     tokio::select! {
@@ -126,8 +129,8 @@ async fn accept(listener: &Listener) -> io::Result<Accepted> {
     }
 }
 
-fn spawn<S: Stream>(
-    serving: &Arc<Serving>,
+fn spawn<H: Handler, S: Stream>(
+    serving: &Arc<Serving<H>>,
     stream: S,
     peer: Peer,
     stop: watch::Receiver<()>,

@@ -70,16 +70,15 @@ pub fn header_sets(headers: &HeaderMap) -> Result<Option<Vec<&str>>, BadHeader> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::config::PrincipalKeys;
 
     fn principal(name: &str, sequence: i64, sets: &[&str]) -> Principal {
         Principal {
             name: name.into(),
             sequence,
             permission_sets: sets.iter().map(|s| (*s).into()).collect(),
-            client_id: "id".into(),
-            client_secret: Secret::new("s"),
             scope: None,
+            keys: PrincipalKeys::None,
         }
     }
 

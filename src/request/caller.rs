@@ -6,15 +6,9 @@ use http::HeaderMap;
 use http::header::PROXY_AUTHORIZATION;
 use subtle::ConstantTimeEq;
 
+use super::error::ProxyError;
 use crate::config::Caller;
-use crate::error::ProxyError;
-
-/// What the listener knows about the other end of a connection.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Peer {
-    /// The peer process's uid, on a Unix socket (SO_PEERCRED).
-    pub uid: Option<u32>,
-}
+use crate::listen::Peer;
 
 /// The caller a request comes from: `Ok(None)` when no callers are configured.
 pub fn authenticate<'a>(

@@ -1,6 +1,6 @@
-//! Outbound connections: rustls with the standard web roots (plus any `ca_file`), ALPN for
-//! HTTP/2 and HTTP/1.1. Token requests use hyper-util's pooled client; upstream requests use
-//! `upstream::Upstream`, which keeps its own connections per origin.
+//! Outbound TLS: rustls with the standard web roots (plus any `ca_file`), ALPN for HTTP/2
+//! and HTTP/1.1. Token requests use hyper-util's pooled client; upstream requests use
+//! `Upstream`, which keeps its own connections per origin.
 
 use std::time::Duration;
 

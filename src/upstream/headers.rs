@@ -1,10 +1,10 @@
 //! Building the upstream request from the caller's, and the caller's response from the
 //! upstream's: header hygiene both ways, the bearer token, the named credential's headers.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Response, Uri, Version};
 
-use crate::body::RequestBody;
+use super::body::RequestBody;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own, never passed on.
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -52,18 +52,14 @@ impl Outgoing {
         Outgoing { method, uri, headers }
     }
 
-    /// One attempt: the request with `authorization` set, if any.
-    pub fn request(&self, authorization: Option<&HeaderValue>, body: RequestBody) -> Request<RequestBody> {
+    /// One attempt: the request with `headers` (these, with what its credential added).
+    pub fn request(&self, headers: HeaderMap, body: RequestBody) -> Request<RequestBody> {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         // The client chooses HTTP/2 by ALPN; a request says only what it can fall back to.
         *request.version_mut() = Version::HTTP_11;
-        let headers = request.headers_mut();
-        *headers = self.headers.clone();
-        if let Some(value) = authorization {
-            headers.insert(header::AUTHORIZATION, value.clone());
-        }
+        *request.headers_mut() = headers;
         request
     }
 }
@@ -132,6 +128,8 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 
 #[cfg(test)]
 mod tests {
+    use http::header::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -172,8 +170,9 @@ mod tests {
             &extra,
             true,
         );
-        let token = HeaderValue::from_static("Bearer t");
-        let req = out.request(Some(&token), RequestBody::buffered(bytes::Bytes::new()));
+        let mut headers = out.headers.clone();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        let req = out.request(headers, RequestBody::buffered(bytes::Bytes::new()));
         let mut names: Vec<_> = req
             .headers()
             .iter()

@@ -1,0 +1,156 @@
+//! `[named_credentials.NAME]`: where requests go, and which external credential
+//! authenticates them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use toml::Spanned;
+
+use super::names::suggestion;
+use super::raw::RawDuration;
+use super::read::{Reader, Table};
+use super::{ExternalCredential, NamedCredential, UpstreamUrl};
+
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+const KEYS: &[&str] = &[
+    "url",
+    "external_credential",
+    "generate_authorization_header",
+    "timeout",
+    "ca_file",
+    "headers",
+    "allow_plain_http",
+];
+
+/// Headers a named credential's `headers` table may not set: callout owns them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+impl Reader<'_> {
+    /// One named credential. `externals` holds every external credential by name, `None`
+    /// for one that was defined but has problems of its own (already reported).
+    pub(super) fn named_credential(
+        &mut self,
+        name: &Spanned<String>,
+        mut t: Table<'_>,
+        externals: &HashMap<String, Option<Arc<ExternalCredential>>>,
+    ) -> Option<NamedCredential> {
+        let context = t.context.clone();
+        let url_text = self.require::<String>(&mut t, "url");
+        let ec_name = self.require::<String>(&mut t, "external_credential");
+        let generate = self.take::<bool>(&mut t, "generate_authorization_header");
+        let timeout = self.take::<RawDuration>(&mut t, "timeout");
+        let ca_file = self.take::<String>(&mut t, "ca_file");
+        let raw_headers = self.take::<BTreeMap<Spanned<String>, Spanned<String>>>(&mut t, "headers");
+        let allow_plain_http = self
+            .take::<bool>(&mut t, "allow_plain_http")
+            .is_some_and(Spanned::into_inner);
+        self.finish(t, KEYS, &|_| None);
+        let generate_authorization_header = generate.is_none_or(Spanned::into_inner);
+
+        let url = url_text.and_then(|text| self.upstream_url(&context, &text, allow_plain_http));
+
+        let external = ec_name.and_then(|ec_name| match externals.get(ec_name.get_ref()) {
+            Some(ec) => ec.clone(),
+            None => {
+                let known = externals.keys().map(String::as_str);
+                self.problem(
+                    Some(ec_name.span()),
+                    format!(
+                        "{context}: external credential `{}` is not defined{}",
+                        ec_name.get_ref(),
+                        suggestion(ec_name.get_ref(), known)
+                    ),
+                );
+                None
+            }
+        });
+
+        let mut headers = http::HeaderMap::new();
+        for (key, value) in raw_headers.map(Spanned::into_inner).unwrap_or_default() {
+            let Ok(header) = HeaderName::from_bytes(key.get_ref().as_bytes()) else {
+                self.problem(
+                    Some(key.span()),
+                    format!("{context}: `{}` is not a valid header name", key.get_ref()),
+                );
+                continue;
+            };
+            if RESERVED_HEADERS.contains(&header.as_str())
+                || header.as_str().starts_with("x-callout-")
+                || (header == http::header::AUTHORIZATION && generate_authorization_header)
+            {
+                self.problem(
+                    Some(key.span()),
+                    format!("{context}: header `{header}` is set by callout and cannot be configured"),
+                );
+                continue;
+            }
+            match HeaderValue::from_str(value.get_ref()) {
+                Ok(v) => {
+                    headers.append(header, v);
+                }
+                Err(_) => self.problem(
+                    Some(value.span()),
+                    format!("{context}: header `{header}` has a value that is not valid in HTTP"),
+                ),
+            }
+        }
+
+        let (ca_file, extra_roots) = match ca_file.and_then(|file| self.ca_file(&context, &file)) {
+            Some((path, roots)) => (Some(path), roots),
+            None => (None, Vec::new()),
+        };
+
+        Some(NamedCredential {
+            name: name.get_ref().clone().into_boxed_str(),
+            url: url?,
+            external_credential: external?,
+            generate_authorization_header,
+            timeout: timeout.map_or(DEFAULT_UPSTREAM_TIMEOUT, |d| d.into_inner().0),
+            ca_file,
+            extra_roots,
+            headers,
+        })
+    }
+
+    /// A named credential's `url`: an endpoint URL without a query, split for joining.
+    fn upstream_url(
+        &mut self,
+        context: &str,
+        text: &Spanned<String>,
+        allow_plain_http: bool,
+    ) -> Option<UpstreamUrl> {
+        let uri = self.endpoint_url(context, "url", text, allow_plain_http)?;
+        if uri.query().is_some() {
+            self.problem(
+                Some(text.span()),
+                format!("{context}: url must not have a query string"),
+            );
+            return None;
+        }
+        let parts = uri.into_parts();
+        let base_path = parts
+            .path_and_query
+            .map(|p| p.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        Some(UpstreamUrl {
+            scheme: parts.scheme.expect("endpoint_url checks the scheme"),
+            authority: parts.authority.expect("endpoint_url checks the authority"),
+            base_path,
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! `[[external_credentials.NAME.principals]]`: the identities of an external credential,
+//! with the keys their protocol needs.
+
+use std::collections::HashMap;
+
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::names::check_name;
+use super::raw::{ProtocolName, RawSecret};
+use super::read::{Reader, Table};
+use super::{Principal, PrincipalKeys};
+
+const COMMON_KEYS: &[&str] = &["name", "sequence", "permission_sets"];
+const OAUTH2_KEYS: &[&str] = &["client_id", "client_secret", "scope"];
+const BASIC_KEYS: &[&str] = &["username", "password"];
+
+fn keys_of(protocol: Option<ProtocolName>) -> Vec<&'static str> {
+    let mut keys = COMMON_KEYS.to_vec();
+    for (p, more) in [
+        (ProtocolName::Oauth2, OAUTH2_KEYS),
+        (ProtocolName::Basic, BASIC_KEYS),
+    ] {
+        if protocol.is_none_or(|protocol| protocol == p) {
+            keys.extend_from_slice(more);
+        }
+    }
+    keys
+}
+
+fn belongs_elsewhere(protocol: Option<ProtocolName>, key: &str) -> Option<String> {
+    let protocol = protocol?;
+    let owner = [
+        (ProtocolName::Oauth2, OAUTH2_KEYS),
+        (ProtocolName::Basic, BASIC_KEYS),
+    ]
+    .into_iter()
+    .find(|(p, keys)| *p != protocol && keys.contains(&key))?
+    .0;
+    Some(format!(
+        "is a principal key of protocol = \"{}\", not of protocol = \"{}\"",
+        owner.as_str(),
+        protocol.as_str()
+    ))
+}
+
+impl Reader<'_> {
+    /// The principals of the external credential `t`, sorted by sequence.
+    pub(super) fn principals(&mut self, t: &mut Table<'_>, protocol: Option<ProtocolName>) -> Vec<Principal> {
+        let context = t.context.clone();
+        let Some(value) = t.raw("principals") else {
+            return Vec::new();
+        };
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            self.problem(
+                Some(span),
+                format!("{context}: principals must be an array of tables ([[external_credentials.NAME.principals]])"),
+            );
+            return Vec::new();
+        };
+        let mut principals = Vec::new();
+        let mut names: HashMap<String, ()> = HashMap::new();
+        let mut sequences: HashMap<i64, String> = HashMap::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let Some(mut p) = self.table(format!("{context}: principal #{}", i + 1), item) else {
+                continue;
+            };
+            let name = self.require::<String>(&mut p, "name");
+            if let Some(name) = &name {
+                let pname = name.get_ref();
+                if let Err(why) = check_name(pname) {
+                    self.problem(
+                        Some(name.span()),
+                        format!("{context}: principal name `{pname}` {why}"),
+                    );
+                }
+                if names.insert(pname.clone(), ()).is_some() {
+                    self.problem(
+                        Some(name.span()),
+                        format!("{context}: principal `{pname}` is defined twice"),
+                    );
+                }
+                p.context = format!("{context}: principal `{pname}`");
+            }
+            let pname = name.as_ref().map_or("?", |n| n.get_ref().as_str()).to_owned();
+            let sequence = self.require::<i64>(&mut p, "sequence");
+            if let Some(sequence) = &sequence
+                && let Some(other) = sequences.insert(*sequence.get_ref(), pname.clone())
+            {
+                self.problem(
+                    Some(sequence.span()),
+                    format!(
+                        "{context}: sequence {} of principal `{pname}` is already used by principal `{other}`; sequences must be unique",
+                        sequence.get_ref()
+                    ),
+                );
+            }
+            let sets = self.take::<Vec<Spanned<String>>>(&mut p, "permission_sets");
+            let permission_sets =
+                self.permission_sets(&context, &sets.map(Spanned::into_inner).unwrap_or_default());
+            if permission_sets.is_empty() {
+                self.problem(
+                    Some(p.span.clone()),
+                    format!("{context}: principal `{pname}` has no permission_sets, so no caller could ever use it"),
+                );
+            }
+            let scope = match protocol {
+                Some(ProtocolName::Oauth2) => self.take::<String>(&mut p, "scope").map(Spanned::into_inner),
+                _ => None,
+            };
+            let keys = self.principal_keys(&mut p, protocol);
+            self.finish(p, &keys_of(protocol), &|key| belongs_elsewhere(protocol, key));
+            if let (Some(name), Some(sequence), Some(keys)) = (name, sequence, keys) {
+                principals.push(Principal {
+                    name: name.into_inner().into_boxed_str(),
+                    sequence: sequence.into_inner(),
+                    permission_sets,
+                    scope,
+                    keys,
+                });
+            }
+        }
+        principals.sort_by_key(|p| p.sequence);
+        principals
+    }
+
+    /// The keys that `protocol` needs of a principal.
+    fn principal_keys(&mut self, p: &mut Table<'_>, protocol: Option<ProtocolName>) -> Option<PrincipalKeys> {
+        let context = p.context.clone();
+        match protocol? {
+            ProtocolName::Oauth2 => {
+                let client_id = self.require::<String>(p, "client_id");
+                let secret = self.require::<RawSecret>(p, "client_secret");
+                let client_secret =
+                    secret.and_then(|s| self.secret(&format!("{context}: client_secret"), &s));
+                Some(PrincipalKeys::Client {
+                    client_id: client_id?.into_inner(),
+                    client_secret: client_secret?,
+                })
+            }
+            ProtocolName::Basic => {
+                let username = self.require::<RawSecret>(p, "username");
+                let password = self.require::<RawSecret>(p, "password");
+                let user = username.and_then(|u| {
+                    let secret = self.secret(&format!("{context}: username"), &u)?;
+                    if secret.expose().contains(':') {
+                        // RFC 7617 §2: the first colon ends the user-id.
+                        self.problem(
+                            Some(u.span()),
+                            format!("{context}: username must not contain `:`, which Basic authentication cannot carry"),
+                        );
+                        return None;
+                    }
+                    Some(secret)
+                });
+                let password = password.and_then(|pw| self.secret(&format!("{context}: password"), &pw));
+                Some(PrincipalKeys::Basic {
+                    username: user?,
+                    password: password?,
+                })
+            }
+            ProtocolName::None => Some(PrincipalKeys::None),
+        }
+    }
+}

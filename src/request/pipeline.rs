@@ -1,0 +1,203 @@
+//! The request path, one way round: admin or proxy; caller, route, principal, body,
+//! credential, upstream; refresh-and-retry; then the metric and the access log line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{Either, Full};
+
+use super::Proxy;
+use super::caller::{authenticate, effective_sets};
+use super::error::ProxyError;
+use super::principal::header_sets;
+use super::routes::{Route, Routes};
+use super::target::{parse_target, upstream_uri};
+use crate::auth::{Applied, Attempt, BodyRule, Credential};
+use crate::cause::cause_chain;
+use crate::listen::{CallerBody, Peer};
+use crate::metrics::{Outcome, Series};
+use crate::token::CacheOutcome;
+use crate::upstream::{BodyError, Outgoing, Prepared, RequestBody, UpstreamBody, clean_response};
+
+/// What the caller's response carries: the upstream's body as it streams, or ours.
+pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
+
+/// Answers one request.
+pub async fn handle(proxy: Arc<Proxy>, request: Request<CallerBody>, peer: Peer) -> Response<ResponseBody> {
+    let started = Instant::now();
+    if request.uri().path().starts_with("/.callout/") {
+        let view = super::admin::View {
+            routes: &proxy.routes(),
+            metrics: &proxy.metrics,
+            tokens: &proxy.tokens,
+            draining: proxy.is_draining(),
+        };
+        return super::admin::handle(&view, &request).map(Either::Right);
+    }
+    let routes = proxy.routes.load_full();
+    let method = request.method().clone();
+    let mut log = RequestLog::default();
+    let result = forward(&routes, request, peer, &mut log).await;
+    let elapsed = started.elapsed();
+    let (response, outcome) = match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (response.map(Either::Left), Outcome::Status(status))
+        }
+        Err(err) => {
+            let (code, _) = err.code();
+            tracing::debug!(code, error = %err, "request refused");
+            log.error = Some(code);
+            (err.to_response().map(Either::Right), Outcome::Error(code))
+        }
+    };
+    log.series.unwrap_or(&routes.unmatched).record(outcome, elapsed);
+    tracing::info!(
+        target: "callout::access",
+        method = %method,
+        caller = log.caller.unwrap_or("-"),
+        named_credential = log.named_credential.unwrap_or("-"),
+        principal = log.principal.unwrap_or("-"),
+        status = response.status().as_u16(),
+        error = log.error.unwrap_or("-"),
+        token = log.cache.map_or("-", CacheOutcome::as_str),
+        retried = log.retried,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+    );
+    response
+}
+
+async fn forward<'r>(
+    routes: &'r Routes,
+    request: Request<CallerBody>,
+    peer: Peer,
+    log: &mut RequestLog<'r>,
+) -> Result<Response<UpstreamBody>, ProxyError> {
+    if request.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed(Method::CONNECT));
+    }
+    let (parts, body) = request.into_parts();
+    let caller = authenticate(&routes.config.callers, &parts.headers, peer)?;
+    log.caller = caller.map(|c| &*c.name);
+    let target = parse_target(parts.uri.path(), parts.uri.query())
+        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    let route = routes.route(target.name)?;
+    let named = &route.named;
+    let ec = &named.external_credential;
+    log.named_credential = Some(&named.name);
+    log.series = Some(&route.unattributed);
+
+    let asserted = header_sets(&parts.headers).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    let sets = effective_sets(caller, asserted, &routes.config.server.default_permission_sets);
+    let Some(chosen) = route.index.choose(sets) else {
+        return Err(ProxyError::NoPrincipal {
+            external_credential: ec.name.clone(),
+        });
+    };
+    let principal = &route.principals[chosen];
+    log.principal = Some(&ec.principals[chosen].name);
+    log.series = Some(&principal.series);
+    let credential = &principal.credential;
+
+    let server = &routes.config.server;
+    let buffer_up_to = match credential.body_rule() {
+        BodyRule::Stream => server.retry_body_limit,
+        BodyRule::Buffer => server.max_request_body,
+    };
+    let body = RequestBody::prepare(body, buffer_up_to, server.max_request_body)
+        .await
+        .map_err(body_error)?;
+    let uri = upstream_uri(&named.url, &target);
+    let outgoing = Outgoing::new(
+        parts.method,
+        uri,
+        parts.headers,
+        &named.headers,
+        named.generate_authorization_header,
+    );
+    let (replay, first_body) = match body {
+        Prepared::Buffered(bytes) => (Some(bytes.clone()), RequestBody::buffered(bytes)),
+        Prepared::Streaming(body) => (None, body),
+    };
+
+    let (response, applied) = attempt(route, credential, &outgoing, replay.as_ref(), first_body).await?;
+    log.cache = applied.cache;
+    if !credential.rejected(&applied, response.status().as_u16()) {
+        return Ok(response);
+    }
+    let Some(bytes) = replay else {
+        // The body is gone: the caller gets the upstream's answer, the next request a new
+        // credential.
+        return Ok(response);
+    };
+    drop(response);
+    log.retried = true;
+    let body = RequestBody::buffered(bytes.clone());
+    let (response, applied) = attempt(route, credential, &outgoing, Some(&bytes), body).await?;
+    // Rejected again: drop what was used, so the next request does not reuse it.
+    credential.rejected(&applied, response.status().as_u16());
+    Ok(response)
+}
+
+/// One attempt at the upstream with `credential` applied, bounded by the named
+/// credential's timeout.
+async fn attempt(
+    route: &Route,
+    credential: &Credential,
+    outgoing: &Outgoing,
+    buffered: Option<&Bytes>,
+    body: RequestBody,
+) -> Result<(Response<UpstreamBody>, Applied), ProxyError> {
+    let mut headers = outgoing.headers.clone();
+    let applied = credential
+        .apply(Attempt {
+            method: &outgoing.method,
+            uri: &outgoing.uri,
+            headers: &mut headers,
+            body: buffered,
+        })
+        .await?;
+    let request = outgoing.request(headers, body);
+    let timeout = route.named.timeout;
+    match tokio::time::timeout(timeout, route.upstream.send(request)).await {
+        Err(_) => Err(ProxyError::UpstreamTimeout(timeout)),
+        Ok(Ok(response)) => Ok((clean_response(response), applied)),
+        Ok(Err(err)) => Err(upstream_error(&*err)),
+    }
+}
+
+fn upstream_error(err: &(dyn std::error::Error + Send + Sync + 'static)) -> ProxyError {
+    // A failure of the caller's body shows up as a failure of the upstream request.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(body) = e.downcast_ref::<BodyError>() {
+            return match body {
+                BodyError::TooLarge(limit) => ProxyError::BodyTooLarge { limit: *limit },
+                BodyError::Caller(_) => ProxyError::BadRequest(body.to_string()),
+            };
+        }
+        source = e.source();
+    }
+    ProxyError::UpstreamUnreachable(cause_chain(err))
+}
+
+fn body_error(err: BodyError) -> ProxyError {
+    match err {
+        BodyError::TooLarge(limit) => ProxyError::BodyTooLarge { limit },
+        BodyError::Caller(_) => ProxyError::BadRequest(err.to_string()),
+    }
+}
+
+/// What the access log line says about a request.
+#[derive(Default)]
+struct RequestLog<'r> {
+    caller: Option<&'r str>,
+    named_credential: Option<&'r str>,
+    principal: Option<&'r str>,
+    cache: Option<CacheOutcome>,
+    error: Option<&'static str>,
+    retried: bool,
+    series: Option<&'r Arc<Series>>,
+}
