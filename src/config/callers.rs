@@ -10,7 +10,7 @@ use crate::secret::Secret;
 /// Caller tokens are bearer secrets: anything shorter is guessable.
 const MIN_CALLER_TOKEN: usize = 16;
 
-const KEYS: &[&str] = &["token", "uid", "permission_sets"];
+const KEYS: &[&str] = &["token", "uid", "permission_sets", "admin"];
 
 impl Reader<'_> {
     /// One caller; `seen` holds the tokens of the callers read before it.
@@ -24,6 +24,9 @@ impl Reader<'_> {
         let raw_token = self.take::<RawSecret>(&mut t, "token");
         let uid = self.take::<u32>(&mut t, "uid").map(Spanned::into_inner);
         let sets = self.take::<Vec<Spanned<String>>>(&mut t, "permission_sets");
+        let admin = self
+            .take::<bool>(&mut t, "admin")
+            .is_some_and(Spanned::into_inner);
         let token_present = t.has("token") || raw_token.is_some();
         self.finish(t, KEYS, &|_| None);
         if !token_present && uid.is_none() {
@@ -57,6 +60,7 @@ impl Reader<'_> {
             name: name.get_ref().clone().into_boxed_str(),
             token,
             uid,
+            admin,
             permission_sets,
         })
     }

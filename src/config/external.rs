@@ -14,6 +14,7 @@ use super::{ExternalCredential, OAuth2, Protocol};
 
 const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_REJECT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// Token request fields callout fills in itself; a duplicate would be refused by servers.
 const RESERVED_TOKEN_PARAMS: &[&str] = &["grant_type", "scope", "client_id", "client_secret"];
 
@@ -30,6 +31,7 @@ const OAUTH2_KEYS: &[&str] = &[
     "refresh_before_expiry",
     "default_token_ttl",
     "token_timeout",
+    "reject_refresh_interval",
     "allow_plain_http",
 ];
 
@@ -96,6 +98,7 @@ impl Reader<'_> {
         let refresh_before_expiry = self.take::<RawDuration>(t, "refresh_before_expiry");
         let default_token_ttl = self.take::<RawDuration>(t, "default_token_ttl");
         let token_timeout = self.take::<RawDuration>(t, "token_timeout");
+        let reject_refresh_interval = self.take::<RawDuration>(t, "reject_refresh_interval");
         let allow_plain_http = self
             .take::<bool>(t, "allow_plain_http")
             .is_some_and(Spanned::into_inner);
@@ -139,6 +142,8 @@ impl Reader<'_> {
             refresh_before_expiry: duration(refresh_before_expiry).unwrap_or(DEFAULT_REFRESH_BEFORE_EXPIRY),
             default_token_ttl: duration(default_token_ttl),
             token_timeout: duration(token_timeout).unwrap_or(DEFAULT_TOKEN_TIMEOUT),
+            reject_refresh_interval: duration(reject_refresh_interval)
+                .unwrap_or(DEFAULT_REJECT_REFRESH_INTERVAL),
         })
     }
 }

@@ -49,7 +49,9 @@ pub struct Config {
     pub callers: Vec<Caller>,
     /// Literal secrets are written in the file itself (rather than `env` or `file`).
     pub has_literal_secrets: bool,
-    /// The files the config reads besides itself: secrets and CA bundles.
+    /// The secret files the config reads (secrets, caller tokens), for permission checks.
+    pub secret_files: Vec<PathBuf>,
+    /// Every file the config reads besides itself, secrets and CA bundles alike.
     pub files: Vec<PathBuf>,
 }
 
@@ -81,6 +83,8 @@ pub struct Caller {
     pub token: Option<Secret>,
     /// On a Unix socket, a peer with this uid is this caller.
     pub uid: Option<u32>,
+    /// May read every admin endpoint (`credentials`, `metrics`).
+    pub admin: bool,
     /// The permission sets this caller may assert; also what it gets when it asserts none.
     pub permission_sets: Vec<Box<str>>,
 }
@@ -95,8 +99,22 @@ pub struct Server {
     pub allow_remote_callers: bool,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
-    /// How long a client may take to send a request head; also the keep-alive idle timeout.
+    /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// A caller connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Streams per HTTP/2 caller connection.
+    pub max_concurrent_streams: u32,
+    /// Upstream exchanges in flight per named credential, unless it sets its own.
+    pub max_upstream_connections: usize,
+    /// A request or response body that moves no byte for this long is cut.
+    pub body_idle_timeout: Duration,
+    /// Secret files that group or others can read are an error, not a warning.
+    pub strict_file_permissions: bool,
+    /// A second listener for probes and scrapers: health, ready and metrics only.
+    pub admin_listen: Option<SocketAddr>,
+    /// Reload when the config or a file it names changes.
+    pub watch_files: bool,
 }
 
 #[derive(Debug)]
@@ -129,6 +147,8 @@ pub struct OAuth2 {
     pub refresh_before_expiry: Duration,
     pub default_token_ttl: Option<Duration>,
     pub token_timeout: Duration,
+    /// A refresh forced by an upstream rejection happens at most once per this interval.
+    pub reject_refresh_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -163,8 +183,12 @@ pub struct NamedCredential {
     pub url: UpstreamUrl,
     pub external_credential: Arc<ExternalCredential>,
     pub generate_authorization_header: bool,
-    /// How long to wait for the upstream's response headers.
+    /// How long to wait for the upstream's response headers (and for a free connection).
     pub timeout: Duration,
+    /// Upstream exchanges in flight at once; `None` takes `[server]`'s.
+    pub max_upstream_connections: Option<usize>,
+    /// The methods callers may use; `None` allows all but TRACE and CONNECT.
+    pub methods: Option<Vec<http::Method>>,
     pub ca_file: Option<PathBuf>,
     /// Extra trust anchors read from `ca_file`.
     pub extra_roots: Vec<CertificateDer<'static>>,

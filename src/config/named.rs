@@ -23,6 +23,8 @@ const KEYS: &[&str] = &[
     "ca_file",
     "headers",
     "allow_plain_http",
+    "max_upstream_connections",
+    "methods",
 ];
 
 /// Headers a named credential's `headers` table may not set: callout owns them.
@@ -59,7 +61,18 @@ impl Reader<'_> {
         let allow_plain_http = self
             .take::<bool>(&mut t, "allow_plain_http")
             .is_some_and(Spanned::into_inner);
+        let max_upstream_connections = self.take::<usize>(&mut t, "max_upstream_connections");
+        let methods = self.take::<Vec<Spanned<String>>>(&mut t, "methods");
         self.finish(t, KEYS, &|_| None);
+        if let Some(n) = &max_upstream_connections
+            && *n.get_ref() == 0
+        {
+            self.problem(
+                Some(n.span()),
+                format!("{context}: max_upstream_connections must be at least 1"),
+            );
+        }
+        let methods = methods.map(|list| self.methods(&context, list.into_inner()));
         let generate_authorization_header = generate.is_none_or(Spanned::into_inner);
 
         let url = url_text.and_then(|text| self.upstream_url(&context, &text, allow_plain_http));
@@ -121,10 +134,32 @@ impl Reader<'_> {
             external_credential: external?,
             generate_authorization_header,
             timeout: timeout.map_or(DEFAULT_UPSTREAM_TIMEOUT, |d| d.into_inner().0),
+            max_upstream_connections: max_upstream_connections.map(Spanned::into_inner),
+            methods,
             ca_file,
             extra_roots,
             headers,
         })
+    }
+
+    /// `methods`: upper-case HTTP method names. TRACE and CONNECT are never allowed.
+    fn methods(&mut self, context: &str, list: Vec<Spanned<String>>) -> Vec<http::Method> {
+        let mut out = Vec::new();
+        for name in list {
+            let text = name.get_ref();
+            match http::Method::from_bytes(text.as_bytes()) {
+                Ok(m) if m == http::Method::TRACE || m == http::Method::CONNECT => self.problem(
+                    Some(name.span()),
+                    format!("{context}: methods cannot allow {m}: callout never forwards it"),
+                ),
+                Ok(m) if text.bytes().all(|b| b.is_ascii_uppercase()) => out.push(m),
+                _ => self.problem(
+                    Some(name.span()),
+                    format!("{context}: methods: `{text}` is not an upper-case HTTP method such as \"GET\""),
+                ),
+            }
+        }
+        out
     }
 
     /// A named credential's `url`: an endpoint URL without a query, split for joining.

@@ -54,8 +54,10 @@ pub(super) struct Reader<'a> {
     pub read_secrets: bool,
     /// Literal secrets are written in the file itself (rather than `env` or `file`).
     pub literal_secrets: bool,
-    /// Files the config names (secrets, CA bundles), for permission checks and watching.
+    /// Files the config names (secrets, CA bundles), for watching.
     pub files: Vec<PathBuf>,
+    /// The secret files among them, for permission checks.
+    pub secret_files: Vec<PathBuf>,
     pub problems: Vec<Problem>,
 }
 

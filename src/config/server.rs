@@ -13,6 +13,10 @@ const DEFAULT_MAX_REQUEST_BODY: u64 = 10 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+const DEFAULT_MAX_UPSTREAM_CONNECTIONS: usize = 256;
+const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 const KEYS: &[&str] = &[
     "listen",
@@ -24,6 +28,13 @@ const KEYS: &[&str] = &[
     "unix_socket_mode",
     "max_connections",
     "header_read_timeout",
+    "idle_timeout",
+    "max_concurrent_streams",
+    "max_upstream_connections",
+    "body_idle_timeout",
+    "strict_file_permissions",
+    "admin_listen",
+    "watch_files",
 ];
 
 pub(super) fn default_server() -> Server {
@@ -36,6 +47,13 @@ pub(super) fn default_server() -> Server {
         allow_remote_callers: false,
         max_connections: DEFAULT_MAX_CONNECTIONS,
         header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+        max_upstream_connections: DEFAULT_MAX_UPSTREAM_CONNECTIONS,
+        body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+        strict_file_permissions: false,
+        admin_listen: None,
+        watch_files: true,
     }
 }
 
@@ -54,7 +72,48 @@ impl Reader<'_> {
         let mode_raw = self.take::<String>(&mut t, "unix_socket_mode");
         let max_connections = self.take::<usize>(&mut t, "max_connections");
         let header_read_timeout = self.take::<RawDuration>(&mut t, "header_read_timeout");
+        let idle_timeout = self.take::<RawDuration>(&mut t, "idle_timeout");
+        let max_concurrent_streams = self.take::<u32>(&mut t, "max_concurrent_streams");
+        let max_upstream_connections = self.take::<usize>(&mut t, "max_upstream_connections");
+        let body_idle_timeout = self.take::<RawDuration>(&mut t, "body_idle_timeout");
+        let strict_file_permissions = self.take::<bool>(&mut t, "strict_file_permissions");
+        let admin_listen_raw = self.take::<String>(&mut t, "admin_listen");
+        let watch_files = self.take::<bool>(&mut t, "watch_files");
         self.finish(t, KEYS, &|_| None);
+
+        let admin_listen = admin_listen_raw.and_then(|text| match text.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.problem(
+                    Some(text.span()),
+                    format!(
+                        "admin_listen `{}` is not an IP address and port, e.g. \"0.0.0.0:9090\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+        let positive = |r: &mut Self, v: Option<toml::Spanned<usize>>, key: &str, default: usize| match v {
+            Some(v) if *v.get_ref() == 0 => {
+                r.problem(Some(v.span()), format!("[server]: {key} must be at least 1"));
+                default
+            }
+            Some(v) => v.into_inner(),
+            None => default,
+        };
+        let max_upstream_connections = positive(
+            self,
+            max_upstream_connections,
+            "max_upstream_connections",
+            DEFAULT_MAX_UPSTREAM_CONNECTIONS,
+        );
+        let max_concurrent_streams = positive(
+            self,
+            max_concurrent_streams.map(|v| toml::Spanned::new(v.span(), *v.get_ref() as usize)),
+            "max_concurrent_streams",
+            DEFAULT_MAX_CONCURRENT_STREAMS as usize,
+        ) as u32;
 
         let allow_remote_callers = allow_remote_callers.is_some_and(|b| b.into_inner());
         let listen_text = listen_raw
@@ -131,6 +190,13 @@ impl Reader<'_> {
                 .map_or(DEFAULT_MAX_CONNECTIONS, |v| v.into_inner())
                 .max(1),
             header_read_timeout: duration(header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT),
+            idle_timeout: duration(idle_timeout, DEFAULT_IDLE_TIMEOUT),
+            max_concurrent_streams,
+            max_upstream_connections,
+            body_idle_timeout: duration(body_idle_timeout, DEFAULT_BODY_IDLE_TIMEOUT),
+            strict_file_permissions: strict_file_permissions.is_some_and(toml::Spanned::into_inner),
+            admin_listen,
+            watch_files: watch_files.is_none_or(toml::Spanned::into_inner),
         })
     }
 }

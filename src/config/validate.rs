@@ -22,6 +22,7 @@ pub(super) fn validate(path: &Path, text: &str, options: &LoadOptions<'_>) -> Re
         read_secrets: options.read_secrets,
         literal_secrets: false,
         files: Vec::new(),
+        secret_files: Vec::new(),
         problems: Vec::new(),
     };
     let config = r.document(path);
@@ -92,6 +93,7 @@ impl Reader<'_> {
             callers,
             has_literal_secrets: self.literal_secrets,
             files: std::mem::take(&mut self.files),
+            secret_files: std::mem::take(&mut self.secret_files),
         })
     }
 

@@ -106,6 +106,7 @@ impl Reader<'_> {
             RawSecret::File(file) => {
                 let path = self.base_dir.join(file);
                 self.files.push(path.clone());
+                self.secret_files.push(path.clone());
                 match std::fs::read_to_string(&path) {
                     Ok(mut text) => {
                         if text.ends_with('\n') {

@@ -291,6 +291,8 @@ mod tests {
             Limits {
                 max_connections: 1,
                 header_read_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(5),
+                max_concurrent_streams: 10,
                 shutdown_grace: Duration::from_secs(1),
             }
         }

@@ -34,8 +34,12 @@ pub struct Peer {
 pub struct Limits {
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
-    /// How long a caller may take to send a request head; also the keep-alive idle timeout.
+    /// How long a caller may take to send a request head.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
     /// How long in-flight requests get to finish once shutdown begins.
     pub shutdown_grace: Duration,
 }

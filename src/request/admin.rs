@@ -20,15 +20,74 @@ pub struct View<'a> {
     pub draining: bool,
 }
 
-pub fn handle<B>(view: &View<'_>, request: &Request<B>) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return ProxyError::MethodNotAllowed(request.method().clone()).to_response();
+/// Who is asking, as far as the admin endpoints care.
+pub enum Asker {
+    /// On `admin_listen`: probes and scrapers, which get health, ready and metrics only.
+    Probe,
+    /// On the proxy's own listener: whether the caller is an admin (`Ok(None)` when no
+    /// `[callers]` are configured). Health and ready are open to all.
+    Caller(Result<Option<bool>, ProxyError>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Health,
+    Ready,
+    Metrics,
+    Credentials,
+}
+
+const ENDPOINTS: [(&str, Endpoint); 4] = [
+    ("/.callout/health", Endpoint::Health),
+    ("/.callout/ready", Endpoint::Ready),
+    ("/.callout/metrics", Endpoint::Metrics),
+    ("/.callout/credentials", Endpoint::Credentials),
+];
+
+pub fn handle<B>(view: &View<'_>, request: &Request<B>, asker: Asker) -> Response<Full<Bytes>> {
+    match endpoint(request, asker) {
+        Ok(endpoint) => answer(view, endpoint),
+        Err(err) => err.to_response(),
     }
-    match request.uri().path() {
-        "/.callout/health" => text(StatusCode::OK, "text/plain", "ok\n"),
-        "/.callout/ready" if view.draining => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n"),
-        "/.callout/ready" => text(StatusCode::OK, "text/plain", "ready\n"),
-        "/.callout/metrics" => {
+}
+
+/// The endpoint `request` may read, or why it may not.
+fn endpoint<B>(request: &Request<B>, asker: Asker) -> Result<Endpoint, ProxyError> {
+    let path = request.uri().path();
+    let found = ENDPOINTS.iter().find(|(p, _)| *p == path).map(|(_, e)| *e);
+    let endpoint = match (found, &asker) {
+        // Not served on admin_listen at all, so that it cannot be reached from the network.
+        (Some(Endpoint::Credentials), Asker::Probe) | (None, _) => {
+            return Err(ProxyError::UnknownAdminPath(path.chars().take(64).collect()));
+        }
+        (Some(endpoint), _) => endpoint,
+    };
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return Err(ProxyError::MethodNotAllowed {
+            method: request.method().clone(),
+            allow: http::HeaderValue::from_static("GET, HEAD"),
+        });
+    }
+    match (endpoint, asker) {
+        (Endpoint::Health | Endpoint::Ready, _) | (_, Asker::Probe) => Ok(endpoint),
+        (_, Asker::Caller(Err(err))) => Err(err),
+        (_, Asker::Caller(Ok(None | Some(true)))) => Ok(endpoint),
+        (_, Asker::Caller(Ok(Some(false)))) => {
+            Err(ProxyError::AdminRequired(if endpoint == Endpoint::Metrics {
+                "/.callout/metrics"
+            } else {
+                "/.callout/credentials"
+            }))
+        }
+    }
+}
+
+fn answer(view: &View<'_>, endpoint: Endpoint) -> Response<Full<Bytes>> {
+    match endpoint {
+        Endpoint::Health => text(StatusCode::OK, "text/plain", "ok\n"),
+        Endpoint::Ready if view.draining => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n"),
+        Endpoint::Ready => text(StatusCode::OK, "text/plain", "ready\n"),
+        Endpoint::Metrics => {
             let tokens: Vec<TokenCounts> = view
                 .tokens
                 .live_slots()
@@ -43,14 +102,16 @@ pub fn handle<B>(view: &View<'_>, request: &Request<B>) -> Response<Full<Bytes>>
                     }
                 })
                 .collect();
-            text(StatusCode::OK, "text/plain; version=0.0.4", view.metrics.render(&tokens))
+            text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                view.metrics.render(&tokens),
+            )
         }
-        "/.callout/credentials" => {
+        Endpoint::Credentials => {
             let body = credentials(view.routes);
             text(StatusCode::OK, "application/json", body.to_string())
         }
-        _ => ProxyError::BadRequest("unknown admin path; try /.callout/health, /.callout/ready, /.callout/metrics or /.callout/credentials".to_string())
-        .to_response(),
     }
 }
 

@@ -85,12 +85,14 @@ mod tests {
                 name: "Orders".into(),
                 token: Some(Secret::new("orders-token-0123456789")),
                 uid: None,
+                admin: false,
                 permission_sets: vec!["Orders".into(), "Shared".into()],
             },
             Caller {
                 name: "Batch".into(),
                 token: None,
                 uid: Some(1000),
+                admin: false,
                 permission_sets: vec!["Batch".into()],
             },
         ]

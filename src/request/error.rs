@@ -27,8 +27,20 @@ pub enum ProxyError {
     NoPrincipal { external_credential: Box<str> },
     #[error("no named credential is called `{name}`{suggestion}")]
     UnknownNamedCredential { name: String, suggestion: String },
-    #[error("{0} is not supported")]
-    MethodNotAllowed(http::Method),
+    #[error("{method} is not allowed here")]
+    MethodNotAllowed {
+        method: http::Method,
+        /// The `Allow` header: what is allowed instead.
+        allow: HeaderValue,
+    },
+    #[error(
+        "no admin endpoint is called `{0}`; try /.callout/health, /.callout/ready, /.callout/metrics or /.callout/credentials"
+    )]
+    UnknownAdminPath(String),
+    #[error("{0} needs a caller whose entry has `admin = true`")]
+    AdminRequired(&'static str),
+    #[error("all {limit} upstream connections of this named credential stayed busy for {waited:?}")]
+    UpstreamBusy { limit: usize, waited: Duration },
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("{0}")]
@@ -59,6 +71,10 @@ impl From<TokenError> for ProxyError {
     }
 }
 
+/// What a named credential without a `methods` list allows: everything but TRACE and CONNECT.
+pub const ALLOW_DEFAULT: HeaderValue =
+    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+
 impl ProxyError {
     /// The stable `code` and the HTTP status that goes with it.
     pub fn code(&self) -> (&'static str, StatusCode) {
@@ -67,7 +83,10 @@ impl ProxyError {
             ProxyError::CallerUnauthorized(_) => ("caller_unauthorized", StatusCode::UNAUTHORIZED),
             ProxyError::NoPrincipal { .. } => ("no_principal", StatusCode::FORBIDDEN),
             ProxyError::UnknownNamedCredential { .. } => ("unknown_named_credential", StatusCode::NOT_FOUND),
-            ProxyError::MethodNotAllowed(_) => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            ProxyError::MethodNotAllowed { .. } => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            ProxyError::UnknownAdminPath(_) => ("not_found", StatusCode::NOT_FOUND),
+            ProxyError::AdminRequired(_) => ("admin_required", StatusCode::FORBIDDEN),
+            ProxyError::UpstreamBusy { .. } => ("upstream_busy", StatusCode::SERVICE_UNAVAILABLE),
             ProxyError::BodyTooLarge { .. } => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             ProxyError::TokenRequestFailed(_) => ("token_request_failed", StatusCode::BAD_GATEWAY),
             ProxyError::UpstreamUnreachable(_) => ("upstream_unreachable", StatusCode::BAD_GATEWAY),
@@ -91,11 +110,8 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
-        if let ProxyError::MethodNotAllowed(_) = self {
-            headers.insert(
-                http::header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-            );
+        if let ProxyError::MethodNotAllowed { allow, .. } = self {
+            headers.insert(http::header::ALLOW, allow.clone());
         }
         response
     }

@@ -144,6 +144,8 @@ impl Handler for Proxy {
         Limits {
             max_connections: server.max_connections,
             header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            max_concurrent_streams: server.max_concurrent_streams,
             shutdown_grace: server.shutdown_grace,
         }
     }
@@ -152,6 +154,28 @@ impl Handler for Proxy {
         // Readiness turns 503 so that load balancers move on.
         self.draining.store(true, Ordering::Relaxed);
     }
+}
+
+/// The handler of `admin_listen`: health, ready and metrics for probes and scrapers on
+/// the pod IP, and nothing that could be proxied.
+pub struct Probes(pub Arc<Proxy>);
+
+impl Handler for Probes {
+    type Body = pipeline::ResponseBody;
+
+    fn handle(
+        self: Arc<Self>,
+        request: http::Request<crate::listen::CallerBody>,
+        _: crate::listen::Peer,
+    ) -> impl Future<Output = http::Response<Self::Body>> + Send + 'static {
+        pipeline::handle_probe(self.0.clone(), request)
+    }
+
+    fn limits(&self) -> Limits {
+        self.0.limits()
+    }
+
+    fn start_draining(&self) {}
 }
 
 /// What `callout token` prints: the outcome of resolving a caller like a request would.

@@ -9,8 +9,9 @@ use http::{Method, Request, Response};
 use http_body_util::{Either, Full};
 
 use super::Proxy;
+use super::admin::{Asker, View};
 use super::caller::{authenticate, effective_sets};
-use super::error::ProxyError;
+use super::error::{ALLOW_DEFAULT, ProxyError};
 use super::principal::header_sets;
 use super::routes::{Route, Routes};
 use super::target::{parse_target, upstream_uri};
@@ -27,16 +28,12 @@ pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
 /// Answers one request.
 pub async fn handle(proxy: Arc<Proxy>, request: Request<CallerBody>, peer: Peer) -> Response<ResponseBody> {
     let started = Instant::now();
-    if request.uri().path().starts_with("/.callout/") {
-        let view = super::admin::View {
-            routes: &proxy.routes(),
-            metrics: &proxy.metrics,
-            tokens: &proxy.tokens,
-            draining: proxy.is_draining(),
-        };
-        return super::admin::handle(&view, &request).map(Either::Right);
-    }
     let routes = proxy.routes.load_full();
+    if request.uri().path().starts_with("/.callout/") {
+        let caller = authenticate(&routes.config.callers, request.headers(), peer);
+        let asker = Asker::Caller(caller.map(|c| c.map(|c| c.admin)));
+        return admin(&proxy, &routes, &request, asker);
+    }
     let method = request.method().clone();
     let mut log = RequestLog::default();
     let result = forward(&routes, request, peer, &mut log).await;
@@ -69,14 +66,41 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<CallerBody>, peer: Peer)
     response
 }
 
+/// Answers a request on `admin_listen`: health, ready and metrics, nothing else.
+pub async fn handle_probe(proxy: Arc<Proxy>, request: Request<CallerBody>) -> Response<ResponseBody> {
+    let routes = proxy.routes.load_full();
+    if !request.uri().path().starts_with("/.callout/") {
+        let path = request.uri().path().chars().take(64).collect();
+        return ProxyError::UnknownAdminPath(path)
+            .to_response()
+            .map(Either::Right);
+    }
+    admin(&proxy, &routes, &request, Asker::Probe)
+}
+
+fn admin<B>(proxy: &Proxy, routes: &Routes, request: &Request<B>, asker: Asker) -> Response<ResponseBody> {
+    let view = View {
+        routes,
+        metrics: &proxy.metrics,
+        tokens: &proxy.tokens,
+        draining: proxy.is_draining(),
+    };
+    super::admin::handle(&view, request, asker).map(Either::Right)
+}
+
 async fn forward<'r>(
     routes: &'r Routes,
     request: Request<CallerBody>,
     peer: Peer,
     log: &mut RequestLog<'r>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    if request.method() == Method::CONNECT {
-        return Err(ProxyError::MethodNotAllowed(Method::CONNECT));
+    // Never forwarded: CONNECT would open a tunnel, and TRACE echoes the request, token
+    // included, back to the caller.
+    if request.method() == Method::CONNECT || request.method() == Method::TRACE {
+        return Err(ProxyError::MethodNotAllowed {
+            method: request.method().clone(),
+            allow: ALLOW_DEFAULT,
+        });
     }
     let (parts, body) = request.into_parts();
     let caller = authenticate(&routes.config.callers, &parts.headers, peer)?;
@@ -88,6 +112,14 @@ async fn forward<'r>(
     let ec = &named.external_credential;
     log.named_credential = Some(&named.name);
     log.series = Some(&route.unattributed);
+    if let Some(allow) = &route.allow
+        && !named.methods.as_ref().is_some_and(|m| m.contains(&parts.method))
+    {
+        return Err(ProxyError::MethodNotAllowed {
+            method: parts.method,
+            allow: allow.clone(),
+        });
+    }
 
     let asserted = header_sets(&parts.headers).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     let sets = effective_sets(caller, asserted, &routes.config.server.default_permission_sets);
@@ -106,9 +138,14 @@ async fn forward<'r>(
         BodyRule::Stream => server.retry_body_limit,
         BodyRule::Buffer => server.max_request_body,
     };
-    let body = RequestBody::prepare(body, buffer_up_to, server.max_request_body)
-        .await
-        .map_err(body_error)?;
+    let body = RequestBody::prepare(
+        body,
+        buffer_up_to,
+        server.max_request_body,
+        server.body_idle_timeout,
+    )
+    .await
+    .map_err(body_error)?;
     let uri = upstream_uri(&named.url, &target);
     let outgoing = Outgoing::new(
         parts.method,
@@ -161,9 +198,22 @@ async fn attempt(
         .await?;
     let request = outgoing.request(headers, body);
     let timeout = route.named.timeout;
+    // A free upstream slot first, waiting no longer than for the response itself.
+    let permit = match tokio::time::timeout(timeout, route.slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) | Err(_) => {
+            return Err(ProxyError::UpstreamBusy {
+                limit: route.slot_count,
+                waited: timeout,
+            });
+        }
+    };
     match tokio::time::timeout(timeout, route.upstream.send(request)).await {
         Err(_) => Err(ProxyError::UpstreamTimeout(timeout)),
-        Ok(Ok(response)) => Ok((clean_response(response), applied)),
+        Ok(Ok(mut response)) => {
+            response.body_mut().guard(route.body_idle_timeout, permit);
+            Ok((clean_response(response), applied))
+        }
         Ok(Err(err)) => Err(upstream_error(&*err)),
     }
 }
@@ -175,7 +225,7 @@ fn upstream_error(err: &(dyn std::error::Error + Send + Sync + 'static)) -> Prox
         if let Some(body) = e.downcast_ref::<BodyError>() {
             return match body {
                 BodyError::TooLarge(limit) => ProxyError::BodyTooLarge { limit: *limit },
-                BodyError::Caller(_) => ProxyError::BadRequest(body.to_string()),
+                BodyError::Caller(_) | BodyError::Idle(_) => ProxyError::BadRequest(body.to_string()),
             };
         }
         source = e.source();
@@ -186,7 +236,7 @@ fn upstream_error(err: &(dyn std::error::Error + Send + Sync + 'static)) -> Prox
 fn body_error(err: BodyError) -> ProxyError {
     match err {
         BodyError::TooLarge(limit) => ProxyError::BodyTooLarge { limit },
-        BodyError::Caller(_) => ProxyError::BadRequest(err.to_string()),
+        BodyError::Caller(_) | BodyError::Idle(_) => ProxyError::BadRequest(err.to_string()),
     }
 }
 

@@ -4,6 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use tokio::sync::Semaphore;
 
 use super::error::ProxyError;
 use super::principal::PrincipalIndex;
@@ -27,6 +31,12 @@ pub(super) struct Route {
     pub upstream: Arc<Upstream>,
     /// For requests that were refused before a principal was chosen.
     pub unattributed: Arc<Series>,
+    /// Upstream exchanges in flight: `slot_count` permits.
+    pub slots: Arc<Semaphore>,
+    pub slot_count: usize,
+    pub body_idle_timeout: Duration,
+    /// The `Allow` header when the named credential restricts `methods`.
+    pub allow: Option<HeaderValue>,
 }
 
 pub(super) struct PrincipalRoute {
@@ -75,12 +85,23 @@ impl Routes {
                     series: metrics.series(labels(&p.name)),
                 })
                 .collect();
+            let slot_count = named
+                .max_upstream_connections
+                .unwrap_or(config.server.max_upstream_connections);
+            let allow = named.methods.as_ref().map(|methods| {
+                let list: Vec<&str> = methods.iter().map(http::Method::as_str).collect();
+                HeaderValue::from_str(&list.join(", ")).expect("method names are valid header text")
+            });
             let route = Route {
                 named: named.clone(),
                 index: index.clone(),
                 principals,
                 upstream: upstream_for(named)?,
                 unattributed: metrics.series(labels("")),
+                slots: Arc::new(Semaphore::new(slot_count)),
+                slot_count,
+                body_idle_timeout: config.server.body_idle_timeout,
+                allow,
             };
             by_name.insert(name.clone(), route);
         }
@@ -105,6 +126,7 @@ impl Routes {
                 callers: Vec::new(),
                 has_literal_secrets: false,
                 files: Vec::new(),
+                secret_files: Vec::new(),
             }),
             by_name: HashMap::new(),
             unmatched: Arc::new(Series::default()),

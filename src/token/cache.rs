@@ -148,6 +148,7 @@ impl<G: Mint> TokenCache<G> {
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
+            forced: Mutex::new(None),
             last_error: Mutex::new(None),
         });
         slots.map.insert(key, Arc::downgrade(&slot));
@@ -165,6 +166,8 @@ pub struct TokenSlot<G: Mint> {
     failures: AtomicU64,
     consecutive_failures: AtomicU32,
     last_error: Mutex<Option<String>>,
+    /// When an upstream rejection last dropped the current token.
+    forced: Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -214,6 +217,28 @@ impl<G: Mint> TokenSlot<G> {
             .clone()
             .expect("wait_for returned a value");
         outcome.map(|t| (t, CacheOutcome::Miss))
+    }
+
+    /// The upstream rejected `used`: whether a new attempt, with another token, is worth
+    /// making. A token that is no longer the cached one has been replaced already, so yes,
+    /// at no cost. The cached one is dropped (and a new one minted) at most once per
+    /// `min_interval`, so that an upstream rejecting every token cannot make each request
+    /// cost a token request: inside the window the caller gets the upstream's answer.
+    pub fn reject(&self, used: &Arc<Token>, min_interval: Duration) -> bool {
+        let current = self.current.load();
+        if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, used)) {
+            return true;
+        }
+        let now = Instant::now();
+        {
+            let mut forced = self.forced.lock().expect("poisoned");
+            if forced.is_some_and(|at| now.saturating_duration_since(at) < min_interval) {
+                return false;
+            }
+            *forced = Some(now);
+        }
+        self.invalidate(used);
+        true
     }
 
     /// Drops `used` if it is still the cached token: of many requests rejected with the same

@@ -9,6 +9,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::idle::IdleTimer;
 use crate::listen::CallerBody;
 
 /// Why a request body could not be passed on.
@@ -18,6 +19,8 @@ pub enum BodyError {
     TooLarge(u64),
     #[error("reading the request body failed: {0}")]
     Caller(#[source] hyper::Error),
+    #[error("the request body sent no byte for {0:?}")]
+    Idle(std::time::Duration),
 }
 
 /// A request body as sent to the upstream.
@@ -34,6 +37,7 @@ enum Kind {
         rest: CallerBody,
         sent: u64,
         limit: u64,
+        idle: IdleTimer,
     },
 }
 
@@ -52,8 +56,14 @@ impl RequestBody {
         }
     }
 
-    /// Reads `body` until it ends or `retry_limit` bytes are exceeded, failing past `max`.
-    pub async fn prepare(mut body: CallerBody, retry_limit: u64, max: u64) -> Result<Prepared, BodyError> {
+    /// Reads `body` until it ends or `retry_limit` bytes are exceeded, failing past `max`
+    /// or when it moves no byte for `idle`.
+    pub async fn prepare(
+        mut body: CallerBody,
+        retry_limit: u64,
+        max: u64,
+        idle: std::time::Duration,
+    ) -> Result<Prepared, BodyError> {
         if body.is_end_stream() {
             return Ok(Prepared::Buffered(Bytes::new()));
         }
@@ -65,7 +75,11 @@ impl RequestBody {
         let mut read = 0u64;
         if declared.is_none_or(|n| n <= retry_limit) {
             loop {
-                let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await else {
+                let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+                let Some(frame) = tokio::time::timeout(idle, next)
+                    .await
+                    .map_err(|_| BodyError::Idle(idle))?
+                else {
                     return Ok(Prepared::Buffered(concat(prefix, read)));
                 };
                 let frame = frame.map_err(BodyError::Caller)?;
@@ -87,6 +101,7 @@ impl RequestBody {
                 rest: body,
                 sent: 0,
                 limit: max,
+                idle: IdleTimer::new(idle),
             },
         }))
     }
@@ -121,12 +136,17 @@ impl Body for RequestBody {
                 rest,
                 sent,
                 limit,
+                idle,
             } => {
                 if let Some(chunk) = prefix.pop_front() {
                     *sent += chunk.len() as u64;
                     return Poll::Ready(Some(Ok(Frame::data(chunk))));
                 }
-                let frame = ready!(Pin::new(rest).poll_frame(cx));
+                let polled = Pin::new(rest).poll_frame(cx);
+                if idle.expired(cx, polled.is_pending()) {
+                    return Poll::Ready(Some(Err(BodyError::Idle(idle.limit()))));
+                }
+                let frame = ready!(polled);
                 Poll::Ready(frame.map(|f| {
                     let f = f.map_err(BodyError::Caller)?;
                     if let Some(data) = f.data_ref() {

@@ -3,10 +3,11 @@
 
 mod body;
 mod headers;
+mod idle;
 mod pool;
 mod tls;
 
 pub use body::{BodyError, Prepared, RequestBody};
 pub use headers::{Outgoing, clean_response};
-pub use pool::{Upstream, UpstreamBody};
+pub use pool::{ResponseBodyError, Upstream, UpstreamBody};
 pub use tls::{Connector, connector, pooled};

@@ -21,7 +21,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tower_service::Service as _;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::body::RequestBody;
+use super::idle::IdleTimer;
 use super::tls::Connector;
 use crate::listen::ends_body;
 
@@ -76,7 +79,7 @@ impl Upstream {
                     *request.uri_mut() = absolute;
                     request.headers_mut().remove(HOST);
                     let response = sender.send_request(request).await?;
-                    return Ok(response.map(|body| UpstreamBody { body, back: None }));
+                    return Ok(response.map(|body| UpstreamBody::new(body, None)));
                 }
                 Conn::H1(mut sender) => {
                     if sender.ready().await.is_err() {
@@ -90,7 +93,7 @@ impl Upstream {
                     match sender.try_send_request(request).await {
                         Ok(response) => {
                             let back = Some((Arc::downgrade(self), sender));
-                            return Ok(response.map(|body| UpstreamBody { body, back }));
+                            return Ok(response.map(|body| UpstreamBody::new(body, back)));
                         }
                         Err(mut err) => match err.take_message() {
                             Some(unsent) => request = unsent,
@@ -161,9 +164,37 @@ enum Conn {
 pub struct UpstreamBody {
     body: Incoming,
     back: Option<(Weak<Upstream>, http1::SendRequest<RequestBody>)>,
+    idle: Option<IdleTimer>,
+    /// The named credential's upstream slot, free again when the body is done with.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Why an upstream response body stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseBodyError {
+    #[error(transparent)]
+    Upstream(#[from] hyper::Error),
+    #[error("the upstream's response body sent no byte for {0:?}")]
+    Idle(Duration),
 }
 
 impl UpstreamBody {
+    fn new(body: Incoming, back: Option<(Weak<Upstream>, http1::SendRequest<RequestBody>)>) -> UpstreamBody {
+        UpstreamBody {
+            body,
+            back,
+            idle: None,
+            _permit: None,
+        }
+    }
+
+    /// Cuts the body when it moves no byte for `limit`, and holds `permit` until the body
+    /// is done with.
+    pub fn guard(&mut self, limit: Duration, permit: OwnedSemaphorePermit) {
+        self.idle = Some(IdleTimer::new(limit));
+        self._permit = Some(permit);
+    }
+
     fn release(&mut self) {
         if let Some((upstream, sender)) = self.back.take()
             && let Some(upstream) = upstream.upgrade()
@@ -175,19 +206,28 @@ impl UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Some(idle) = &mut self.idle
+            && idle.expired(cx, polled.is_pending())
+        {
+            let limit = idle.limit();
+            // Its connection is in the middle of a response: not reusable.
+            self.back = None;
+            return Poll::Ready(Some(Err(ResponseBodyError::Idle(limit))));
+        }
+        let frame = ready!(polled);
         if ends_body(&frame, &self.body) {
             self.release();
         } else if matches!(frame, Some(Err(_))) {
             self.back = None;
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|f| f.map_err(ResponseBodyError::from)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -23,7 +23,15 @@ pub struct Callout {
 impl Callout {
     /// Starts callout with `toml` as its config file (in a fresh folder).
     pub async fn start(toml: &str) -> Callout {
+        Self::start_with_files(toml, &[]).await
+    }
+
+    /// Like `start`, with `files` (name, contents) written beside the config first.
+    pub async fn start_with_files(toml: &str, files: &[(&str, &str)]) -> Callout {
         let dir = tempfile::tempdir().unwrap();
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
         let config = write_config(&dir, toml);
         let proxy = Proxy::new(config).expect("TLS setup");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -11,6 +11,7 @@ mod faults;
 mod keepalive;
 mod process;
 mod properties;
+mod protocols;
 mod routing;
 mod smoke;
 mod tls;

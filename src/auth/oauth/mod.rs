@@ -49,6 +49,7 @@ pub struct OAuth {
     slot: Arc<TokenSlot<Grant>>,
     /// Statuses that, besides 401, mean "this token is no longer good".
     refresh_on_status: Arc<[u16]>,
+    reject_refresh_interval: std::time::Duration,
 }
 
 impl OAuth {
@@ -81,6 +82,7 @@ impl OAuth {
         OAuth {
             slot: tokens.slot(key),
             refresh_on_status: settings.refresh_on_status.clone().into(),
+            reject_refresh_interval: settings.reject_refresh_interval,
         }
     }
 
@@ -101,9 +103,9 @@ impl OAuth {
         if status != 401 && !self.refresh_on_status.contains(&status) {
             return false;
         }
-        if let Some(token) = &applied.token {
-            self.slot.invalidate(token);
-        }
-        true
+        applied
+            .token
+            .as_ref()
+            .is_some_and(|token| self.slot.reject(token, self.reject_refresh_interval))
     }
 }

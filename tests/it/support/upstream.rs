@@ -232,6 +232,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
             _ => text(StatusCode::BAD_REQUEST, "bad lengths"),
         };
     }
+    if let Some((_, code)) = path.split_once("/status/") {
+        // A fixed answer, whatever the credential: for protocols that never refresh.
+        return match code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            Some(status) => text(status, "fixed status"),
+            None => text(StatusCode::BAD_REQUEST, "bad status"),
+        };
+    }
     if path == "/redirect" {
         let mut resp = text(StatusCode::FOUND, "redirect");
         resp.headers_mut().insert(
