@@ -6,13 +6,17 @@ mod limits;
 mod support;
 
 mod callers;
+mod cli;
 mod errors;
 mod faults;
+mod hardening;
+mod hostile;
 mod keepalive;
 mod process;
 mod properties;
 mod protocols;
 mod routing;
+mod sanitize;
 mod smoke;
 mod tls;
 mod tokens;

@@ -1,0 +1,1 @@
+//! Request-level hardening: methods, upstream slots, idle bodies, admin access, rejection storms.
