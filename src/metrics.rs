@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where a request ended: an upstream status class or one of callout's error codes.
-pub const OUTCOMES: [&str; 14] = [
+pub const OUTCOMES: [&str; 17] = [
     "2xx",
     "3xx",
     "4xx",
@@ -28,6 +28,9 @@ pub const OUTCOMES: [&str; 14] = [
     "upstream_unreachable",
     "token_request_timeout",
     "upstream_timeout",
+    "upstream_busy",
+    "not_found",
+    "admin_required",
 ];
 
 /// Upper bounds of the duration histogram, in seconds.

@@ -519,3 +519,69 @@ permission_sets = ["Jobs"]
         "{found:#?}"
     );
 }
+
+#[test]
+fn hardening_keys() {
+    let text = GOOD
+        .replace(
+            "shutdown_grace = \"2s\"",
+            "shutdown_grace = \"2s\"\nidle_timeout = \"5s\"\nmax_concurrent_streams = 7\nmax_upstream_connections = 9\nbody_idle_timeout = \"3s\"\nstrict_file_permissions = true\nadmin_listen = \"0.0.0.0:9090\"\nwatch_files = false",
+        )
+        .replace("timeout = \"30s\"", "timeout = \"30s\"\nmethods = [\"GET\", \"POST\"]\nmax_upstream_connections = 2")
+        .replace("token_timeout = \"5s\"", "token_timeout = \"5s\"\nreject_refresh_interval = \"1s\"");
+    let config = load(&text).unwrap();
+    let server = &config.server;
+    assert_eq!(server.idle_timeout, Duration::from_secs(5));
+    assert_eq!(server.max_concurrent_streams, 7);
+    assert_eq!(server.max_upstream_connections, 9);
+    assert_eq!(server.body_idle_timeout, Duration::from_secs(3));
+    assert!(server.strict_file_permissions && !server.watch_files);
+    assert_eq!(
+        server.admin_listen,
+        Some("0.0.0.0:9090".parse().unwrap()),
+        "admin_listen may be remote"
+    );
+    let nc = &config.named_credentials["Target_Org_API"];
+    assert_eq!(
+        nc.methods.as_deref(),
+        Some(&[http::Method::GET, http::Method::POST][..])
+    );
+    assert_eq!(nc.max_upstream_connections, Some(2));
+    assert_eq!(oauth(&config).reject_refresh_interval, Duration::from_secs(1));
+
+    let defaults = load(GOOD).unwrap();
+    assert_eq!(defaults.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(defaults.server.max_concurrent_streams, 100);
+    assert_eq!(defaults.server.max_upstream_connections, 256);
+    assert_eq!(oauth(&defaults).reject_refresh_interval, Duration::from_secs(5));
+    assert!(defaults.server.watch_files && defaults.server.admin_listen.is_none());
+}
+
+#[test]
+fn hardening_key_refusals() {
+    only_problem(
+        "timeout = \"30s\"",
+        "timeout = \"30s\"\nmethods = [\"TRACE\"]",
+        "methods cannot allow TRACE",
+    );
+    only_problem(
+        "timeout = \"30s\"",
+        "timeout = \"30s\"\nmethods = [\"get\"]",
+        "`get` is not an upper-case HTTP method",
+    );
+    only_problem(
+        "timeout = \"30s\"",
+        "timeout = \"30s\"\nmax_upstream_connections = 0",
+        "max_upstream_connections must be at least 1",
+    );
+    only_problem(
+        "[server]\n",
+        "[server]\nadmin_listen = \"localhost\"\n",
+        "admin_listen `localhost` is not an IP address and port",
+    );
+    only_problem(
+        "[server]\n",
+        "[server]\nmax_concurrent_streams = 0\n",
+        "max_concurrent_streams must be at least 1",
+    );
+}

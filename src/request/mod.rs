@@ -10,6 +10,7 @@ mod caller;
 mod error;
 mod pipeline;
 mod principal;
+mod request_id;
 mod routes;
 mod target;
 

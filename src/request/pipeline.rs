@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::{Either, Full};
 
 use super::Proxy;
@@ -13,6 +13,7 @@ use super::admin::{Asker, View};
 use super::caller::{authenticate, effective_sets};
 use super::error::{ALLOW_DEFAULT, ProxyError};
 use super::principal::header_sets;
+use super::request_id::{REQUEST_ID, request_id};
 use super::routes::{Route, Routes};
 use super::target::{parse_target, upstream_uri};
 use crate::auth::{Applied, Attempt, BodyRule, Credential};
@@ -35,12 +36,16 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<CallerBody>, peer: Peer)
         return admin(&proxy, &routes, &request, asker);
     }
     let method = request.method().clone();
+    let id = request_id(request.headers());
+    // A clone of the URI is a reference count: the path is logged without a copy.
+    let uri = request.uri().clone();
     let mut log = RequestLog::default();
-    let result = forward(&routes, request, peer, &mut log).await;
+    let result = forward(&routes, request, peer, &id, &mut log).await;
     let elapsed = started.elapsed();
     let (response, outcome) = match result {
         Ok(response) => {
             let status = response.status().as_u16();
+            log.upstream_status = Some(status);
             (response.map(Either::Left), Outcome::Status(status))
         }
         Err(err) => {
@@ -50,19 +55,24 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<CallerBody>, peer: Peer)
             (err.to_response().map(Either::Right), Outcome::Error(code))
         }
     };
+    let mut response = response;
     log.series.unwrap_or(&routes.unmatched).record(outcome, elapsed);
     tracing::info!(
         target: "callout::access",
+        request_id = id.to_str().unwrap_or_default(),
         method = %method,
+        path = %Bounded(uri.path()),
         caller = log.caller.unwrap_or("-"),
         named_credential = log.named_credential.unwrap_or("-"),
         principal = log.principal.unwrap_or("-"),
         status = response.status().as_u16(),
+        upstream_status = log.upstream_status,
         error = log.error.unwrap_or("-"),
         token = log.cache.map_or("-", CacheOutcome::as_str),
         retried = log.retried,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        duration_us = elapsed.as_micros() as u64,
     );
+    response.headers_mut().insert(REQUEST_ID, id);
     response
 }
 
@@ -92,6 +102,7 @@ async fn forward<'r>(
     routes: &'r Routes,
     request: Request<CallerBody>,
     peer: Peer,
+    id: &HeaderValue,
     log: &mut RequestLog<'r>,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     // Never forwarded: CONNECT would open a tunnel, and TRACE echoes the request, token
@@ -147,13 +158,14 @@ async fn forward<'r>(
     .await
     .map_err(body_error)?;
     let uri = upstream_uri(&named.url, &target);
-    let outgoing = Outgoing::new(
+    let mut outgoing = Outgoing::new(
         parts.method,
         uri,
         parts.headers,
         &named.headers,
         named.generate_authorization_header,
     );
+    outgoing.headers.insert(REQUEST_ID, id.clone());
     let (replay, first_body) = match body {
         Prepared::Buffered(bytes) => (Some(bytes.clone()), RequestBody::buffered(bytes)),
         Prepared::Streaming(body) => (None, body),
@@ -243,6 +255,7 @@ fn body_error(err: BodyError) -> ProxyError {
 /// What the access log line says about a request.
 #[derive(Default)]
 struct RequestLog<'r> {
+    upstream_status: Option<u16>,
     caller: Option<&'r str>,
     named_credential: Option<&'r str>,
     principal: Option<&'r str>,
@@ -250,4 +263,17 @@ struct RequestLog<'r> {
     error: Option<&'static str>,
     retried: bool,
     series: Option<&'r Arc<Series>>,
+}
+
+/// The path as logged: without the query (which may carry anything), at most 256
+/// characters.
+struct Bounded<'a>(&'a str);
+
+impl std::fmt::Display for Bounded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(256) {
+            Some((end, _)) => write!(f, "{}…", &self.0[..end]),
+            None => f.write_str(self.0),
+        }
+    }
 }

@@ -26,7 +26,9 @@ pub struct Target<'a> {
 pub enum TargetError {
     #[error("the request path must start with /NAMED_CREDENTIAL")]
     NoName,
-    #[error("the request path has a `.` or `..` segment (raw, percent-encoded or with `;` parameters)")]
+    #[error(
+        "the request path has a `.` or `..` segment (raw, percent-encoded once or more, as a full-stop lookalike, or with `;` parameters)"
+    )]
     DotSegment,
     #[error("the request path has an encoded `/` or `\\` (%2F, %5C) or a raw backslash")]
     EncodedSeparator,
@@ -51,65 +53,114 @@ pub fn parse_target<'a>(path: &'a str, query: Option<&'a str>) -> Result<Target<
 }
 
 fn check_path(rest: &str) -> Result<(), TargetError> {
-    // Dot segments and encoded separators need a `.` or a `%`: most paths have neither and
-    // cost one pass.
-    if !rest.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+    // Dot segments and encoded separators need a `.`, a `%`, a backslash or a non-ASCII
+    // byte (a full-stop lookalike): most paths have none and cost one pass.
+    if !rest
+        .bytes()
+        .any(|b| matches!(b, b'.' | b'%' | b'\\') || b >= 0x80)
+    {
         return Ok(());
     }
     if rest.contains('\\') {
         return Err(TargetError::EncodedSeparator);
     }
     for segment in rest.split('/') {
-        if is_dot_segment(segment) {
-            return Err(TargetError::DotSegment);
-        }
-        if has_encoded_separator(segment) {
-            return Err(TargetError::EncodedSeparator);
-        }
+        check_segment(segment.as_bytes())?;
     }
     Ok(())
 }
 
-/// `.` or `..`, where each dot may also be written `%2e`, `%2E` or the overlong UTF-8
-/// `%C0%AE`; also with path parameters (`..;x`), which Tomcat and Spring read as `..`.
-fn is_dot_segment(segment: &str) -> bool {
-    let segment = segment.split(';').next().unwrap_or_default();
-    let mut rest = segment.as_bytes();
-    let mut dots = 0;
-    while !rest.is_empty() {
-        if rest[0] == b'.' {
-            rest = &rest[1..];
-        } else if let Some(after) = strip_escape(rest, b"2e") {
-            rest = after;
-        } else if let Some(after) = strip_escape(rest, b"c0").and_then(|r| strip_escape(r, b"ae")) {
-            rest = after;
-        } else {
-            return false;
+/// How many times a segment is percent-decoded in search of a dot segment or a separator.
+/// Upstreams that decode twice exist (`%252e` → `%2e` → `.`); past a few rounds nothing
+/// legitimate is left, so a segment that still decodes further is refused outright.
+const DECODE_ROUNDS: usize = 4;
+
+/// A segment is refused when it, or any of its percent-decodings, is a dot segment or holds
+/// a separator.
+fn check_segment(segment: &[u8]) -> Result<(), TargetError> {
+    let mut form = std::borrow::Cow::Borrowed(segment);
+    for round in 0..=DECODE_ROUNDS {
+        if is_dot_segment(&form) {
+            return Err(TargetError::DotSegment);
         }
-        dots += 1;
+        // Raw `/` cannot be in a segment; once decoded, it or `\` would split one.
+        if round > 0 && has_separator(&form) {
+            return Err(TargetError::EncodedSeparator);
+        }
+        if !form.contains(&b'%') {
+            return Ok(());
+        }
+        let decoded = percent_decode(&form);
+        if decoded == *form {
+            return Ok(());
+        }
+        form = std::borrow::Cow::Owned(decoded);
     }
-    dots == 1 || dots == 2
+    Err(TargetError::EncodedSeparator)
 }
 
-/// `rest` after a leading `%XY` whose hex digits equal `hex` (lowercase), in any case.
-fn strip_escape<'a>(rest: &'a [u8], hex: &[u8; 2]) -> Option<&'a [u8]> {
-    (rest.len() >= 3 && rest[0] == b'%' && rest[1..3].eq_ignore_ascii_case(hex)).then(|| &rest[3..])
+/// Bytes that upstreams read as a full stop: `.`, the overlong UTF-8 `C0 AE`, and the
+/// lookalikes U+2024 (one dot leader), U+FF0E (fullwidth full stop), U+3002 (ideographic
+/// full stop), which some normalise to `.`.
+const DOTS: [&[u8]; 5] = [
+    b".",
+    b"\xc0\xae",
+    "\u{2024}".as_bytes(),
+    "\u{ff0e}".as_bytes(),
+    "\u{3002}".as_bytes(),
+];
+
+/// `.` or `..` (also with path parameters, `..;x`, which Tomcat and Spring read as `..`);
+/// or a segment of nothing but lookalikes, or of one or two with at least one lookalike.
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let segment = segment.split(|&b| b == b';').next().unwrap_or_default();
+    let mut rest = segment;
+    let (mut dots, mut lookalikes) = (0, 0);
+    while !rest.is_empty() {
+        let Some(dot) = DOTS.iter().find(|d| rest.starts_with(d)) else {
+            return false;
+        };
+        rest = &rest[dot.len()..];
+        if *dot == b"." {
+            dots += 1;
+        } else {
+            lookalikes += 1;
+        }
+    }
+    match (dots, lookalikes) {
+        (1 | 2, 0) => true,
+        (_, 0) => false,
+        (0, _) => true,
+        _ => dots + lookalikes <= 2,
+    }
 }
 
-/// An encoded `/` or `\` (`%2F`, `%5C`, or their overlong forms `%C0%AF`, `%C1%9C`).
-fn has_encoded_separator(segment: &str) -> bool {
-    let bytes = segment.as_bytes();
-    (0..bytes.len()).any(|i| {
-        let rest = &bytes[i..];
-        strip_escape(rest, b"2f").is_some()
-            || strip_escape(rest, b"5c").is_some()
-            || strip_escape(rest, b"c0")
-                .and_then(|r| strip_escape(r, b"af"))
-                .is_some()
-            || strip_escape(rest, b"c1")
-                .and_then(|r| strip_escape(r, b"9c"))
-                .is_some()
-    })
+/// A `/` or `\`, or their overlong UTF-8 forms `C0 AF` and `C1 9C`.
+fn has_separator(segment: &[u8]) -> bool {
+    segment.iter().any(|&b| b == b'/' || b == b'\\')
+        || segment.windows(2).any(|w| w == b"\xc0\xaf" || w == b"\xc1\x9c")
+}
+
+/// One round of percent-decoding; a `%` not followed by two hex digits stays as it is.
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// `url` + `rest` + `?query`: the upstream URI for a checked target.
@@ -206,6 +257,17 @@ mod tests {
             "/N/.;x/y",
             "/N/%c0%ae%c0%ae/x",
             "/N/%C0%AE.",
+            // Decoded twice or more by the upstream.
+            "/N/%252e%252e/x",
+            "/N/%252E./x",
+            "/N/%25252e/x",
+            // Full-stop lookalikes, raw or encoded, alone or with a dot.
+            "/N/\u{2024}\u{2024}/x",
+            "/N/\u{2024}/x",
+            "/N/%E2%80%A4%E2%80%A4/x",
+            "/N/.%EF%BC%8E/x",
+            "/N/%E3%80%82/x",
+            "/N/%25E2%2580%25A4/x",
         ] {
             check(base, target, Err(TargetError::DotSegment));
         }
@@ -215,6 +277,11 @@ mod tests {
             "/N/%5c..",
             "/N/a%5Cb",
             "/N/a\\b",
+            "/N/a%252fb",
+            "/N/a%255Cb",
+            "/N/a%25252F",
+            // Decodes further than any upstream would go.
+            "/N/%2525252525252e",
             "/N/\\..\\x",
             "/N/a%c0%afb",
             "/N/%C1%9C",

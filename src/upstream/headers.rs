@@ -1,7 +1,7 @@
 //! Building the upstream request from the caller's, and the caller's response from the
 //! upstream's: header hygiene both ways, the bearer token, the named credential's headers.
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 
 use super::body::RequestBody;
@@ -43,6 +43,11 @@ impl Outgoing {
                 current = keep_outbound(&name, &named, strip_authorization).then_some(name);
             }
             if let Some(name) = &current {
+                let value = if name == header::CONTENT_LENGTH {
+                    canonical_length(value)
+                } else {
+                    value
+                };
                 headers.append(name.clone(), value);
             }
         }
@@ -61,6 +66,21 @@ impl Outgoing {
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = headers;
         request
+    }
+}
+
+/// `Content-Length` as digits without leading zeros: hyper accepts `005`, and a server
+/// that reads it as octal or as a string would frame the body differently from us.
+fn canonical_length(value: HeaderValue) -> HeaderValue {
+    let bytes = value.as_bytes();
+    let canonical = bytes.iter().all(u8::is_ascii_digit) && (bytes.len() == 1 || bytes[0] != b'0');
+    if canonical {
+        return value;
+    }
+    // hyper has parsed it already, so this succeeds for every value that reaches us.
+    match value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(n) => HeaderValue::from(n),
+        None => value,
     }
 }
 
@@ -128,8 +148,6 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 
 #[cfg(test)]
 mod tests {
-    use http::header::HeaderValue;
-
     use super::*;
 
     #[test]

@@ -29,7 +29,7 @@ const EXCHANGE: Duration = Duration::from_secs(5);
 /// One named credential `Api` → `{upstream_url}/base` through external credential `Idp`
 /// at `token_url`, principals `Admin` (1: `Admin_Set`) and `Reader` (2: `Read_Set`,
 /// `Admin_Set`).
-fn config(token_url: &str, upstream_url: &str, server: &str, ec: &str, named: &str) -> String {
+pub(crate) fn config(token_url: &str, upstream_url: &str, server: &str, ec: &str, named: &str) -> String {
     format!(
         r#"
 [server]
@@ -64,13 +64,13 @@ external_credential = "Idp"
     )
 }
 
-struct Setup {
-    token: TokenServer,
-    upstream: Upstream,
-    callout: Callout,
+pub(crate) struct Setup {
+    pub token: TokenServer,
+    pub upstream: Upstream,
+    pub callout: Callout,
 }
 
-async fn setup(server: &str, ec: &str, named: &str) -> Setup {
+pub(crate) async fn setup(server: &str, ec: &str, named: &str) -> Setup {
     let token = TokenServer::start().await;
     let upstream = Upstream::start().await;
     let toml = config(&token.url(), &upstream.url(), server, ec, named);
@@ -83,7 +83,7 @@ async fn setup(server: &str, ec: &str, named: &str) -> Setup {
 }
 
 impl Setup {
-    async fn get(&self, path: &str, sets: &str) -> (StatusCode, HeaderMap, Bytes) {
+    pub async fn get(&self, path: &str, sets: &str) -> (StatusCode, HeaderMap, Bytes) {
         get(&self.callout, path, sets).await
     }
 }
@@ -96,7 +96,7 @@ async fn get(callout: &Callout, path: &str, sets: &str) -> (StatusCode, HeaderMa
     .await
 }
 
-async fn within<T>(exchange: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(exchange: impl Future<Output = T>) -> T {
     tokio::time::timeout(EXCHANGE, exchange)
         .await
         .expect("the exchange hung")
@@ -110,7 +110,7 @@ async fn dead_port() -> u16 {
 }
 
 /// Asserts a complete problem+json answer for `code` and returns its `detail`.
-fn problem(status: u16, headers: &HeaderMap, body: &[u8], code: &str, expected: u16) -> String {
+pub(crate) fn problem(status: u16, headers: &HeaderMap, body: &[u8], code: &str, expected: u16) -> String {
     let text = String::from_utf8_lossy(body);
     assert_eq!(status, expected, "{code}: {text}");
     assert_eq!(

@@ -175,6 +175,20 @@ where
     Ok((parts.status, parts.headers, body))
 }
 
+/// `GET url`, returning the response with its body still to be read.
+pub async fn client_get(url: &str, headers: &[(&str, &str)]) -> hyper::Response<hyper::body::Incoming> {
+    let mut request = Request::builder().method(Method::GET).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::new())).expect("a valid request");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    client
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} failed: {e}"))
+}
+
 /// Writes `raw` on a new TCP connection to `addr` and returns everything read
 /// back until the peer closes the connection or 5 s have passed (so send
 /// `Connection: close` unless the wait is the point). For request targets and

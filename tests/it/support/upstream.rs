@@ -243,6 +243,21 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
             None => text(StatusCode::BAD_REQUEST, "bad status"),
         };
     }
+    if let Some((_, ms)) = path.split_once("/stall/") {
+        // 10 bytes, a pause of `ms`, then the other 10 of the declared 20.
+        return match ms.parse::<u64>() {
+            Ok(ms) => {
+                let half = Bytes::from(pattern_slice(0, 10));
+                let script = vec![
+                    Step::Data(half.clone()),
+                    Step::Pause(Duration::from_millis(ms)),
+                    Step::Data(half),
+                ];
+                declared(StatusCode::OK, "application/octet-stream", 20, script)
+            }
+            Err(_) => text(StatusCode::BAD_REQUEST, "bad pause"),
+        };
+    }
     if path == "/redirect" {
         let mut resp = text(StatusCode::FOUND, "redirect");
         resp.headers_mut().insert(
