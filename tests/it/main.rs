@@ -7,6 +7,7 @@ mod support;
 
 mod callers;
 mod cli;
+mod docs;
 mod errors;
 mod faults;
 mod hardening;
