@@ -65,7 +65,11 @@ async fn the_documented_metrics_are_the_scraped_ones() {
     let documented = documented_metrics();
     assert_eq!(documented.len(), 3, "the README's metrics table: {documented:?}");
     let s = setup("", "", "").await;
-    within(http_get(&s.callout.url("/Api/x"), &[("x-callout-permission-sets", "Admin_Set")])).await;
+    within(http_get(
+        &s.callout.url("/Api/x"),
+        &[("x-callout-permission-sets", "Admin_Set")],
+    ))
+    .await;
     let (status, _, body) = within(http_get(&s.callout.url("/.callout/metrics"), &[])).await;
     assert_eq!(status, 200);
     let scrape = scraped(&String::from_utf8_lossy(&body));
@@ -75,10 +79,15 @@ async fn the_documented_metrics_are_the_scraped_ones() {
 /// The shell lines of the fenced block that follows `marker` in the README.
 fn block_after(marker: &str) -> Vec<String> {
     let text = readme();
-    let after = &text[text.find(marker).unwrap_or_else(|| panic!("README has no {marker:?}"))..];
+    let after = &text[text
+        .find(marker)
+        .unwrap_or_else(|| panic!("README has no {marker:?}"))..];
     let start = after.find("```sh\n").expect("a sh block") + "```sh\n".len();
     let block = &after[start..start + after[start..].find("```").unwrap()];
-    block.lines().map(|l| l.split(" #").next().unwrap().trim().to_owned()).collect()
+    block
+        .lines()
+        .map(|l| l.split(" #").next().unwrap().trim().to_owned())
+        .collect()
 }
 
 /// The quick start as a newcomer types it: the demo (built by `cargo test --all-targets`,
@@ -87,10 +96,24 @@ fn block_after(marker: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quick_start_works_as_written() {
     let first = block_after("## Quick start");
-    assert_eq!(first, ["cargo run --example demo", "cargo test"], "the two commands");
-    let examples = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
+    assert_eq!(
+        first,
+        ["cargo run --example demo", "cargo test"],
+        "the two commands"
+    );
+    let examples = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples");
     let demo = examples.join("demo");
-    assert!(demo.exists(), "{} is built by `cargo test --all-targets`", demo.display());
+    assert!(
+        demo.exists(),
+        "{} is built by `cargo test --all-targets`",
+        demo.display()
+    );
     let mut child = tokio::process::Command::new(&demo)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -113,10 +136,17 @@ async fn the_quick_start_works_as_written() {
         false
     })
     .await;
-    assert_eq!(found, Ok(true), "the demo's own request showed no injected token:\n{seen}");
+    assert_eq!(
+        found,
+        Ok(true),
+        "the demo's own request showed no injected token:\n{seen}"
+    );
 
     let curls = block_after("It keeps running, so you");
-    assert!(curls.len() >= 4 && curls.iter().all(|c| c.starts_with("curl ")), "{curls:?}");
+    assert!(
+        curls.len() >= 4 && curls.iter().all(|c| c.starts_with("curl ")),
+        "{curls:?}"
+    );
     let mut outputs = Vec::new();
     for line in &curls {
         let out = tokio::process::Command::new("sh")
@@ -126,8 +156,20 @@ async fn the_quick_start_works_as_written() {
             .expect("sh and curl run");
         outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
     }
-    assert!(outputs[0].contains("Bearer demo-token-") && outputs[0].ends_with("HTTP200"), "{}", outputs[0]);
+    assert!(
+        outputs[0].contains("Bearer demo-token-") && outputs[0].ends_with("HTTP200"),
+        "{}",
+        outputs[0]
+    );
     assert!(outputs[1].ends_with("HTTP200"), "{}", outputs[1]);
-    assert!(outputs[2].contains("no_principal") && outputs[2].contains("HTTP403"), "{}", outputs[2]);
-    assert!(outputs[3].contains("Demo_API") && outputs[3].ends_with("HTTP200"), "{}", outputs[3]);
+    assert!(
+        outputs[2].contains("no_principal") && outputs[2].contains("HTTP403"),
+        "{}",
+        outputs[2]
+    );
+    assert!(
+        outputs[3].contains("Demo_API") && outputs[3].ends_with("HTTP200"),
+        "{}",
+        outputs[3]
+    );
 }

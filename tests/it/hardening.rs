@@ -228,3 +228,129 @@ async fn an_upstream_rejecting_every_token_costs_one_forced_refresh_per_interval
         "a token and a refresh for each request, as before"
     );
 }
+
+/// The attack that found the upstream hole: two HTTP/2 callers open 200 streams each to
+/// one named credential whose upstream never finishes its bodies, under a limit of 400
+/// file descriptors. Before the per-credential cap every stream took an upstream
+/// connection, the process ran out of descriptors, and every other caller and named
+/// credential got 502 "Too many open files". Now the flood gets at most
+/// `max_upstream_connections` upstream connections and 503 `upstream_busy` past that, and
+/// everybody else is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_streams_under_a_low_fd_limit_do_not_starve_others() {
+    use hyper::client::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let token = TokenServer::start().await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "{addr}"
+default_permission_sets = ["Everyone"]
+
+[external_credentials.Idp]
+protocol = "oauth2"
+flow = "client_credentials"
+token_url = "{token}"
+
+[[external_credentials.Idp.principals]]
+name = "Service"
+sequence = 1
+permission_sets = ["Everyone"]
+client_id = "service"
+client_secret = "service-secret-value"
+
+[named_credentials.Flooded]
+url = "{upstream}"
+external_credential = "Idp"
+max_upstream_connections = 100
+timeout = "2s"
+
+[named_credentials.Other]
+url = "{upstream}"
+external_credential = "Idp"
+"#,
+        token = token.url(),
+        upstream = upstream.url(),
+    );
+    let config = dir.path().join("callout.toml");
+    std::fs::write(&config, toml).unwrap();
+    let mut child = tokio::process::Command::new("prlimit")
+        .args([
+            "--nofile=400:400",
+            "--",
+            env!("CARGO_BIN_EXE_callout"),
+            "serve",
+            "--config",
+        ])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prlimit (util-linux) runs callout");
+    let base = format!("http://{addr}");
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(Ok((status, _, _))) = tokio::time::timeout(
+            Duration::from_secs(1),
+            crate::support::try_http_request("GET", &format!("{base}/.callout/ready"), &[], Bytes::new()),
+        )
+        .await
+            && status == 200
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "callout did not start under prlimit");
+
+    let mut senders = Vec::new();
+    for _ in 0..2 {
+        let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), io).await.unwrap();
+        tokio::spawn(connection);
+        senders.push(sender);
+    }
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let mut sender = senders[i % 2].clone();
+        let base = base.clone();
+        streams.spawn(async move {
+            let request = http::Request::get(format!("{base}/Flooded/stall/60000"))
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+            // The response is held, its body never read: the stream stays open.
+            let response = sender.send_request(request).await.ok()?;
+            let status = response.status().as_u16();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(response);
+            Some(status)
+        });
+    }
+    // While the flood holds its connections, another named credential and a new caller
+    // of the flooded one are answered, and the answer is never a 502.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, _, body) = within(http_get(&format!("{base}/Other/x"), &[])).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, headers, _) = within(http_get(&format!("{base}/Flooded/x"), &[])).await;
+    assert_eq!(
+        (status.as_u16(), headers["x-callout-error"].to_str().unwrap()),
+        (503, "upstream_busy")
+    );
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", child.id().unwrap()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    eprintln!("stalled-stream flood: 400 streams, callout holds {fds} file descriptors (limit 400)");
+    assert!(fds < 300, "{fds} descriptors: the cap did not hold");
+    streams.abort_all();
+    let _ = child.kill().await;
+}
