@@ -354,3 +354,29 @@ external_credential = "Idp"
     streams.abort_all();
     let _ = child.kill().await;
 }
+
+#[tokio::test]
+async fn a_request_id_is_kept_or_made_and_goes_both_ways() {
+    let s = setup("", "", "").await;
+    let sets = ("x-callout-permission-sets", "Admin_Set");
+    let (_, headers, _) = within(http_get(
+        &s.callout.url("/Api/x"),
+        &[sets, ("x-request-id", "trace-42")],
+    ))
+    .await;
+    assert_eq!(headers["x-request-id"], "trace-42");
+    assert_eq!(s.upstream.last().unwrap().headers["x-request-id"], "trace-42");
+    let long = "x".repeat(129);
+    let (_, headers, _) = within(http_get(
+        &s.callout.url("/Api/x"),
+        &[sets, ("x-request-id", &long)],
+    ))
+    .await;
+    let made = headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(made, long);
+    assert_eq!(s.upstream.last().unwrap().headers["x-request-id"], made.as_str());
+    // Callout's own errors carry one too.
+    let (status, headers, _) = within(http_get(&s.callout.url("/Nope/x"), &[])).await;
+    assert_eq!(status, 404);
+    assert!(!headers["x-request-id"].is_empty());
+}

@@ -781,6 +781,27 @@ async fn trace_text_log_holds_no_secret_or_token() {
 async fn trace_json_log_holds_no_secret_or_token() {
     let (stderr, forbidden) = logged_run("json").await;
     assert_no_leaks(&stderr, &forbidden, true);
+    assert_access_fields(&stderr);
+}
+
+/// Every access line has a request id, the path without its query, and a duration in
+/// whole microseconds.
+fn assert_access_fields(stderr: &str) {
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.contains("callout::access"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    let mut ids = std::collections::HashSet::new();
+    for line in &lines {
+        let id = line["request_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty() && ids.insert(id.to_owned()), "{line}");
+        let path = line["path"].as_str().unwrap_or_default();
+        assert!(path.starts_with("/Api_") && !path.contains('?'), "{line}");
+        assert!(line["duration_us"].is_u64(), "{line}");
+    }
+    assert!(lines.iter().any(|l| l["upstream_status"] == 200), "{lines:?}");
 }
 
 // === streaming ===
