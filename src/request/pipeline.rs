@@ -210,15 +210,19 @@ async fn attempt(
         .await?;
     let request = outgoing.request(headers, body);
     let timeout = route.named.timeout;
-    // A free upstream slot first, waiting no longer than for the response itself.
-    let permit = match tokio::time::timeout(timeout, route.slots.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => permit,
-        Ok(Err(_)) | Err(_) => {
-            return Err(ProxyError::UpstreamBusy {
-                limit: route.slot_count,
-                waited: timeout,
-            });
-        }
+    // A free upstream slot first, waiting no longer than for the response itself. Most
+    // requests find one at once and never set up the timer.
+    let permit = match route.slots.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => match tokio::time::timeout(timeout, route.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => {
+                return Err(ProxyError::UpstreamBusy {
+                    limit: route.slot_count,
+                    waited: timeout,
+                });
+            }
+        },
     };
     match tokio::time::timeout(timeout, route.upstream.send(request)).await {
         Err(_) => Err(ProxyError::UpstreamTimeout(timeout)),
