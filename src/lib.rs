@@ -18,6 +18,7 @@
 //! - `config`: the TOML file to a validated model, one file per table.
 //! - `metrics`: counters and histograms in Prometheus text format.
 //! - `secret`: redacting secret types; `cause`: error chains as one line.
+//! - `watch`: noticing changes to the config and the files it reads, for reloads.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -31,6 +32,7 @@ pub mod request;
 pub mod secret;
 pub mod token;
 pub mod upstream;
+pub mod watch;
 
 use std::future::Future;
 use std::sync::Arc;

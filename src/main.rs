@@ -1,15 +1,22 @@
 //! The `callout` command: serve, check a config, or fetch a token by hand.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
-use callout::config::Listen;
+use callout::config::{Listen, LoadOptions};
 use callout::listen::Listener;
+use callout::request::{Probes, ProxyError};
 use callout::{Config, Proxy};
+
+/// How long `callout health` waits: a proxy that cannot answer by then is not healthy.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const READY: &str = "/.callout/ready";
 
 /// A credential-injecting HTTP reverse proxy.
 ///
@@ -27,10 +34,11 @@ struct Cli {
 enum Command {
     /// Run the proxy.
     ///
-    /// SIGHUP re-reads the config and secrets (a bad config is logged and the old one keeps
-    /// serving); SIGTERM or SIGINT stop accepting and let in-flight requests finish within
+    /// SIGHUP, or a change to the config or a file it reads (`server.watch_files`), re-reads
+    /// the config and secrets (a bad config is logged and the old one keeps serving); SIGTERM
+    /// or SIGINT stop accepting and let in-flight requests finish within
     /// `server.shutdown_grace`. Exit status: 0 after a clean shutdown, 1 if the config is
-    /// invalid or the listen address cannot be bound.
+    /// invalid or an address cannot be bound.
     Serve {
         #[command(flatten)]
         config: ConfigArg,
@@ -51,6 +59,10 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Check structure and references without reading env or file secrets (for CI
+        /// that has none).
+        #[arg(long)]
+        no_secrets: bool,
     },
     /// Resolve a principal and fetch its token like a request would.
     ///
@@ -67,6 +79,19 @@ enum Command {
         /// Print the access token itself on the last line (for scripts).
         #[arg(long)]
         reveal: bool,
+    },
+    /// Probe a running callout: exit 0 when `/.callout/ready` answers 200, else 1.
+    ///
+    /// With a config, asks `server.admin_listen` when it is set, else the `listen` address
+    /// or Unix socket; secrets are not read. Meant as an exec probe where there is no shell
+    /// or curl. Gives up after 2 s. The reason for a failure goes to stderr.
+    Health {
+        /// Path of the TOML config file of the callout to probe.
+        #[arg(long = "config", short = 'c', env = "CALLOUT_CONFIG", value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Probe this base URL instead of the config's addresses, e.g. http://127.0.0.1:7575.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
 }
 
@@ -94,7 +119,7 @@ fn main() -> ExitCode {
             init_logging(log_format);
             runtime(workers).block_on(serve(&config.path))
         }
-        Command::Check { config } => check(&config.path),
+        Command::Check { config, no_secrets } => check(&config.path, !no_secrets),
         Command::Token {
             named_credential,
             permission_sets,
@@ -104,6 +129,7 @@ fn main() -> ExitCode {
             init_logging(LogFormat::Text);
             runtime(Some(1)).block_on(token(&config.path, &named_credential, permission_sets, reveal))
         }
+        Command::Health { config, url } => runtime(Some(1)).block_on(health(config, url)),
     }
 }
 
@@ -136,10 +162,38 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn load(path: &Path) -> Option<Config> {
-    match Config::load(path) {
-        Ok(config) => {
-            for warning in config.warnings() {
+/// Reads the config at `path`, reading its secrets only when asked to.
+fn read(path: &Path, read_secrets: bool) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))?;
+    let env = |var: &str| std::env::var(var).ok();
+    let options = LoadOptions {
+        env: &env,
+        read_secrets,
+    };
+    Config::from_toml_with(path, &text, &options).map_err(|e| e.to_string())
+}
+
+/// A config fit to serve, with its warnings; the same rules at start, in `check` and on
+/// every reload.
+fn vetted(path: &Path, read_secrets: bool) -> Result<(Config, Vec<String>), String> {
+    let config = read(path, read_secrets)?;
+    let refused = config.permission_errors();
+    if !refused.is_empty() {
+        return Err(format!(
+            "{} names secret files that other users can reach, and [server] strict_file_permissions is set:\n  {}",
+            path.display(),
+            refused.join("\n  ")
+        ));
+    }
+    let warnings = config.warnings();
+    Ok((config, warnings))
+}
+
+fn load(path: &Path, read_secrets: bool) -> Option<Config> {
+    match vetted(path, read_secrets) {
+        Ok((config, warnings)) => {
+            for warning in warnings {
                 eprintln!("warning: {warning}");
             }
             Some(config)
@@ -152,10 +206,12 @@ fn load(path: &Path) -> Option<Config> {
 }
 
 async fn serve(path: &Path) -> ExitCode {
-    let Some(config) = load(path) else {
+    let Some(config) = load(path, true) else {
         return ExitCode::FAILURE;
     };
     let listen = config.server.listen.clone();
+    let admin_listen = config.server.admin_listen;
+    let watch_files = config.server.watch_files;
     let proxy = match Proxy::new(config) {
         Ok(proxy) => proxy,
         Err(err) => {
@@ -163,21 +219,81 @@ async fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listener: Listener = match &listen {
+    // admin_listen first, so that failing to bind it leaves no Unix socket behind.
+    let admin = match admin_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                eprintln!("error: cannot listen on admin_listen {addr}: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let bound = match &listen {
         Listen::Tcp(addr) => tokio::net::TcpListener::bind(addr).await.map(Listener::from),
         Listen::Unix { path, mode } => callout::listen::bind_unix(path, *mode).map(Listener::from),
-    }
-    .unwrap_or_else(|err| {
-        eprintln!("error: cannot listen on {listen}: {err}");
-        std::process::exit(1);
-    });
-    tracing::info!(listen = %listen, config = %path.display(), "callout is serving");
+    };
+    let listener = match bound {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("error: cannot listen on {listen}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(listen = %listen, admin_listen = ?admin_listen, config = %path.display(), "callout is serving");
     tokio::spawn(reload_on_sighup(path.to_owned(), proxy.clone()));
-    callout::run(listener, proxy, shutdown_signal()).await;
+    if watch_files {
+        tokio::spawn(reload_on_change(path.to_owned(), proxy.clone()));
+    }
+    let stop = shutdown_signal();
+    let admin = admin.map(|listener| {
+        let probes = Arc::new(Probes(proxy.clone()));
+        tokio::spawn(callout::listen::run(listener, probes, stopped(stop.clone())))
+    });
+    callout::run(listener, proxy, stopped(stop)).await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     if let Listen::Unix { path, .. } = &listen {
         let _ = std::fs::remove_file(path);
     }
     ExitCode::SUCCESS
+}
+
+/// Re-reads the config and swaps it in, or logs why not; for SIGHUP and watched files alike.
+fn reload(path: &Path, proxy: &Proxy) {
+    let config = match vetted(path, true) {
+        Ok((config, warnings)) => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            config
+        }
+        Err(err) => {
+            tracing::error!("reload refused, the current config keeps serving: {err}");
+            return;
+        }
+    };
+    // The listeners, their limits and the watcher are set up once, at start.
+    let old = &proxy.routes().config.server;
+    let new = &config.server;
+    if new.listen != old.listen
+        || new.admin_listen != old.admin_listen
+        || new.max_connections != old.max_connections
+        || new.header_read_timeout != old.header_read_timeout
+        || new.watch_files != old.watch_files
+    {
+        tracing::warn!(
+            "server.listen, admin_listen, max_connections, header_read_timeout and watch_files take effect at the next start"
+        );
+    }
+    match proxy.install(config) {
+        Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
+        Err(err) => {
+            tracing::error!("reload refused, the current config keeps serving: cannot set up TLS: {err}")
+        }
+    }
 }
 
 async fn reload_on_sighup(path: PathBuf, proxy: Arc<Proxy>) {
@@ -186,49 +302,44 @@ async fn reload_on_sighup(path: PathBuf, proxy: Arc<Proxy>) {
         return;
     };
     while hangups.recv().await.is_some() {
-        let config = match Config::load(&path) {
-            Ok(config) => {
-                for warning in config.warnings() {
-                    tracing::warn!("{warning}");
-                }
-                config
-            }
-            Err(err) => {
-                tracing::error!("reload refused, the current config keeps serving: {err}");
-                continue;
-            }
-        };
-        // The listener and its limits are set up once, at start.
-        let old = &proxy.routes().config.server;
-        if config.server.listen != old.listen
-            || config.server.max_connections != old.max_connections
-            || config.server.header_read_timeout != old.header_read_timeout
-        {
-            tracing::warn!(
-                "server.listen, max_connections and header_read_timeout take effect at the next start"
-            );
-        }
-        match proxy.install(config) {
-            Ok(()) => tracing::info!(config = %path.display(), "config reloaded"),
-            Err(err) => {
-                tracing::error!("reload refused, the current config keeps serving: cannot set up TLS: {err}")
-            }
-        }
+        reload(&path, &proxy);
     }
 }
 
-async fn shutdown_signal() {
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT can be handled");
-    let which = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+async fn reload_on_change(path: PathBuf, proxy: Arc<Proxy>) {
+    // The files of the config now serving: a refused one may name files that do not exist.
+    let files = || {
+        let mut files = proxy.routes().config.files.clone();
+        files.push(path.clone());
+        files
     };
-    tracing::info!(signal = which, "shutting down");
+    let Err(err) = callout::watch::watch(files, || reload(&path, &proxy)).await;
+    tracing::warn!(error = %err, "cannot watch the config's files; reload with SIGHUP");
 }
 
-fn check(path: &Path) -> ExitCode {
-    let Some(config) = load(path) else {
+/// Becomes `true` on SIGTERM or SIGINT, for every listener to stop on. The handlers are
+/// installed here, before anything is served, so that an early signal is not lost.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT can be handled");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let which = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = which, "shutting down");
+        tx.send_replace(true);
+    });
+    rx
+}
+
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+fn check(path: &Path, read_secrets: bool) -> ExitCode {
+    let Some(config) = load(path, read_secrets) else {
         return ExitCode::FAILURE;
     };
     print!("{}", callout::config::describe(&config));
@@ -236,7 +347,7 @@ fn check(path: &Path) -> ExitCode {
 }
 
 async fn token(path: &Path, named: &str, sets: Option<Vec<String>>, reveal: bool) -> ExitCode {
-    let Some(config) = load(path) else {
+    let Some(config) = load(path, true) else {
         return ExitCode::FAILURE;
     };
     let sets: Vec<String> = sets.unwrap_or_else(|| {
@@ -277,7 +388,128 @@ async fn token(path: &Path, named: &str, sets: Option<Vec<String>>, reveal: bool
         Err(err) => {
             let (code, _) = err.code();
             eprintln!("error: {code}: {err}");
+            if let ProxyError::NoPrincipal { .. } = err {
+                eprintln!("{}", sets_that_work(&proxy.routes().config, named));
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The permission sets that select a principal of `named`, each with the principal it
+/// selects when asserted alone: the lowest-sequence one that holds it.
+fn sets_that_work(config: &Config, named: &str) -> String {
+    let Some(nc) = config.named_credentials.get(named) else {
+        return String::new();
+    };
+    let mut options: Vec<(&str, &str)> = Vec::new();
+    // Principals are sorted by sequence, so a set's first holder is the one it selects.
+    for principal in &nc.external_credential.principals {
+        for set in &principal.permission_sets {
+            if !options.iter().any(|(seen, _)| seen == &&**set) {
+                options.push((set, &principal.name));
+            }
+        }
+    }
+    if options.is_empty() {
+        return format!(
+            "no principal of `{}` has a permission set",
+            nc.external_credential.name
+        );
+    }
+    let options: Vec<String> = options
+        .iter()
+        .map(|(set, p)| format!("{set} (principal {p})"))
+        .collect();
+    format!("try --permission-sets {}", options.join(" or "))
+}
+
+async fn health(config: Option<PathBuf>, url: Option<String>) -> ExitCode {
+    let Err(why) = probe(config, url).await else {
+        return ExitCode::SUCCESS;
+    };
+    // One line, for probe logs that keep only the first.
+    eprintln!("unhealthy: {}", why.replace("\n  ", "; "));
+    ExitCode::FAILURE
+}
+
+/// Where a probe connects: `host:port` or a Unix socket.
+enum Target {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+async fn probe(config: Option<PathBuf>, url: Option<String>) -> Result<(), String> {
+    let (target, path) = match (url, config) {
+        (Some(url), _) => url_target(&url)?,
+        (None, Some(config)) => (config_target(&config)?, READY.to_owned()),
+        (None, None) => return Err("give --config PATH (or CALLOUT_CONFIG) or --url URL".to_owned()),
+    };
+    let asked = match &target {
+        Target::Tcp(addr) => format!("http://{addr}{path}"),
+        Target::Unix(socket) => format!("{path} on unix:{}", socket.display()),
+    };
+    let answer = async {
+        match &target {
+            Target::Tcp(addr) => get(tokio::net::TcpStream::connect(addr.as_str()).await, addr, &path).await,
+            Target::Unix(socket) => {
+                get(tokio::net::UnixStream::connect(socket).await, "localhost", &path).await
+            }
+        }
+    };
+    let status = tokio::time::timeout(PROBE_TIMEOUT, answer)
+        .await
+        .map_err(|_| format!("{asked}: no answer within {PROBE_TIMEOUT:?}"))?
+        .map_err(|why| format!("{asked}: {why}"))?;
+    match status {
+        http::StatusCode::OK => Ok(()),
+        _ => Err(format!("{asked} answered {status}")),
+    }
+}
+
+async fn get<S>(stream: std::io::Result<S>, host: &str, path: &str) -> Result<http::StatusCode, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let stream = stream.map_err(|e| format!("cannot connect: {e}"))?;
+    let (mut send, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, host)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("a path from a parsed URI and a host from an address make a request");
+    let response = send.send_request(request).await.map_err(|e| e.to_string())?;
+    Ok(response.status())
+}
+
+/// `admin_listen` when set (what probes are meant to use), else `listen`. An address that
+/// listens on every interface is asked on loopback.
+fn config_target(path: &Path) -> Result<Target, String> {
+    let config = read(path, false)?;
+    let local = |addr: SocketAddr| match addr.ip() {
+        ip if !ip.is_unspecified() => Target::Tcp(addr.to_string()),
+        IpAddr::V4(_) => Target::Tcp(format!("127.0.0.1:{}", addr.port())),
+        IpAddr::V6(_) => Target::Tcp(format!("[::1]:{}", addr.port())),
+    };
+    Ok(match (config.server.admin_listen, &config.server.listen) {
+        (Some(addr), _) => local(addr),
+        (None, Listen::Tcp(addr)) => local(*addr),
+        (None, Listen::Unix { path, .. }) => Target::Unix(path.clone()),
+    })
+}
+
+fn url_target(url: &str) -> Result<(Target, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("--url {url}: {e}"))?;
+    let authority = match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(authority)) if !authority.as_str().contains('@') => authority,
+        _ => return Err(format!("--url {url}: give http://HOST:PORT")),
+    };
+    let port = if authority.port().is_some() { "" } else { ":80" };
+    let base = uri.path().trim_end_matches('/');
+    Ok((
+        Target::Tcp(format!("{authority}{port}")),
+        format!("{base}{READY}"),
+    ))
 }

@@ -9,6 +9,7 @@ mod describe;
 mod external;
 mod named;
 mod names;
+mod permissions;
 mod principals;
 mod raw;
 mod read;
@@ -308,6 +309,15 @@ impl Config {
                 self.path.display(),
                 meta.permissions().mode() & 0o777
             ));
+        }
+        if self.named_credentials.is_empty() {
+            out.push(format!(
+                "{} has no [named_credentials]: callout has nothing to proxy",
+                self.path.display()
+            ));
+        }
+        if !self.server.strict_file_permissions {
+            out.extend(permissions::loose_files(&self.secret_files));
         }
         out
     }
