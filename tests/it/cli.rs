@@ -513,7 +513,9 @@ async fn a_kubernetes_style_symlink_swap_reloads() {
         write_mode(&mounted.join(new).join("reader-secret"), secret, 0o600);
         symlink(new, mounted.join("..data_tmp")).unwrap();
         std::fs::rename(mounted.join("..data_tmp"), mounted.join("..data")).unwrap();
-        old.map(|old| std::fs::remove_dir_all(mounted.join(old)).unwrap());
+        if let Some(old) = old {
+            std::fs::remove_dir_all(mounted.join(old)).unwrap();
+        }
     };
     std::fs::create_dir(&mounted).unwrap();
     update(None, "..2026_01_01", "one");
