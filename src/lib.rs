@@ -17,6 +17,7 @@
 //! - `upstream`: request bodies, header hygiene, TLS, pooled connections per origin.
 //! - `config`: the TOML file to a validated model, one file per table.
 //! - `metrics`: counters and histograms in Prometheus text format.
+//! - `probe`: `callout health`, a readiness probe without a shell.
 //! - `secret`: redacting secret types; `cause`: error chains as one line.
 //! - `watch`: noticing changes to the config and the files it reads, for reloads.
 
@@ -28,6 +29,7 @@ pub mod cause;
 pub mod config;
 pub mod listen;
 pub mod metrics;
+pub mod probe;
 pub mod request;
 pub mod secret;
 pub mod token;

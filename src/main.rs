@@ -1,22 +1,17 @@
 //! The `callout` command: serve, check a config, or fetch a token by hand.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 
-use callout::config::{Listen, LoadOptions};
+use callout::config::Listen;
 use callout::listen::Listener;
 use callout::request::{Probes, ProxyError};
 use callout::{Config, Proxy};
 
-/// How long `callout health` waits: a proxy that cannot answer by then is not healthy.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-const READY: &str = "/.callout/ready";
 
 /// A credential-injecting HTTP reverse proxy.
 ///
@@ -164,14 +159,7 @@ fn init_logging(format: LogFormat) {
 
 /// Reads the config at `path`, reading its secrets only when asked to.
 fn read(path: &Path, read_secrets: bool) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))?;
-    let env = |var: &str| std::env::var(var).ok();
-    let options = LoadOptions {
-        env: &env,
-        read_secrets,
-    };
-    Config::from_toml_with(path, &text, &options).map_err(|e| e.to_string())
+    Config::load_with(path, read_secrets).map_err(|e| e.to_string())
 }
 
 /// A config fit to serve, with its warnings; the same rules at start, in `check` and on
@@ -425,91 +413,10 @@ fn sets_that_work(config: &Config, named: &str) -> String {
 }
 
 async fn health(config: Option<PathBuf>, url: Option<String>) -> ExitCode {
-    let Err(why) = probe(config, url).await else {
+    let Err(why) = callout::probe::probe(config.as_deref(), url.as_deref()).await else {
         return ExitCode::SUCCESS;
     };
     // One line, for probe logs that keep only the first.
     eprintln!("unhealthy: {}", why.replace("\n  ", "; "));
     ExitCode::FAILURE
-}
-
-/// Where a probe connects: `host:port` or a Unix socket.
-enum Target {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-async fn probe(config: Option<PathBuf>, url: Option<String>) -> Result<(), String> {
-    let (target, path) = match (url, config) {
-        (Some(url), _) => url_target(&url)?,
-        (None, Some(config)) => (config_target(&config)?, READY.to_owned()),
-        (None, None) => return Err("give --config PATH (or CALLOUT_CONFIG) or --url URL".to_owned()),
-    };
-    let asked = match &target {
-        Target::Tcp(addr) => format!("http://{addr}{path}"),
-        Target::Unix(socket) => format!("{path} on unix:{}", socket.display()),
-    };
-    let answer = async {
-        match &target {
-            Target::Tcp(addr) => get(tokio::net::TcpStream::connect(addr.as_str()).await, addr, &path).await,
-            Target::Unix(socket) => {
-                get(tokio::net::UnixStream::connect(socket).await, "localhost", &path).await
-            }
-        }
-    };
-    let status = tokio::time::timeout(PROBE_TIMEOUT, answer)
-        .await
-        .map_err(|_| format!("{asked}: no answer within {PROBE_TIMEOUT:?}"))?
-        .map_err(|why| format!("{asked}: {why}"))?;
-    match status {
-        http::StatusCode::OK => Ok(()),
-        _ => Err(format!("{asked} answered {status}")),
-    }
-}
-
-async fn get<S>(stream: std::io::Result<S>, host: &str, path: &str) -> Result<http::StatusCode, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let stream = stream.map_err(|e| format!("cannot connect: {e}"))?;
-    let (mut send, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = http::Request::get(path)
-        .header(http::header::HOST, host)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .expect("a path from a parsed URI and a host from an address make a request");
-    let response = send.send_request(request).await.map_err(|e| e.to_string())?;
-    Ok(response.status())
-}
-
-/// `admin_listen` when set (what probes are meant to use), else `listen`. An address that
-/// listens on every interface is asked on loopback.
-fn config_target(path: &Path) -> Result<Target, String> {
-    let config = read(path, false)?;
-    let local = |addr: SocketAddr| match addr.ip() {
-        ip if !ip.is_unspecified() => Target::Tcp(addr.to_string()),
-        IpAddr::V4(_) => Target::Tcp(format!("127.0.0.1:{}", addr.port())),
-        IpAddr::V6(_) => Target::Tcp(format!("[::1]:{}", addr.port())),
-    };
-    Ok(match (config.server.admin_listen, &config.server.listen) {
-        (Some(addr), _) => local(addr),
-        (None, Listen::Tcp(addr)) => local(*addr),
-        (None, Listen::Unix { path, .. }) => Target::Unix(path.clone()),
-    })
-}
-
-fn url_target(url: &str) -> Result<(Target, String), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("--url {url}: {e}"))?;
-    let authority = match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(authority)) if !authority.as_str().contains('@') => authority,
-        _ => return Err(format!("--url {url}: give http://HOST:PORT")),
-    };
-    let port = if authority.port().is_some() { "" } else { ":80" };
-    let base = uri.path().trim_end_matches('/');
-    Ok((
-        Target::Tcp(format!("{authority}{port}")),
-        format!("{base}{READY}"),
-    ))
 }

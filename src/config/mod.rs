@@ -324,6 +324,11 @@ impl Config {
 
     /// Reads and validates the config at `path`, resolving relative paths against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, true)
+    }
+
+    /// Like `load`; without `read_secrets`, env and file secrets are not read.
+    pub fn load_with(path: &Path, read_secrets: bool) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             path: path.to_owned(),
             problems: vec![Problem {
@@ -332,7 +337,15 @@ impl Config {
                 message: format!("cannot read the config file: {e}"),
             }],
         })?;
-        Self::from_toml(path, &text, &|var| std::env::var(var).ok())
+        let env = |var: &str| std::env::var(var).ok();
+        Self::from_toml_with(
+            path,
+            &text,
+            &LoadOptions {
+                env: &env,
+                read_secrets,
+            },
+        )
     }
 
     /// Validates config text; `path` names the file in messages and anchors relative paths.
