@@ -12,7 +12,6 @@ use callout::listen::Listener;
 use callout::request::{Probes, ProxyError};
 use callout::{Config, Proxy};
 
-
 /// A credential-injecting HTTP reverse proxy.
 ///
 /// Applications call `http://127.0.0.1:PORT/NAMED_CREDENTIAL/path`; callout picks the
