@@ -1,14 +1,17 @@
-//! Accepting connections (TCP or a Unix socket) up to the limit, and draining them on
-//! shutdown.
+//! Accepting connections (TCP or a Unix socket) up to the limit, shedding new ones when the
+//! process runs out of file descriptors, and draining them on shutdown.
 
-use std::future::Future;
+use std::fs::File;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
 
 use super::connection::{Serving, Stream};
 use super::{Handler, Peer};
@@ -76,6 +79,7 @@ pub async fn run<H: Handler>(
     // Every connection holds a receiver: a send tells them to finish, and `closed` tells
     // when the last one has.
     let (stop, _) = watch::channel(());
+    let mut shedding = Shedding::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -86,6 +90,9 @@ pub async fn run<H: Handler>(
         };
         tokio::select! {
             accepted = accept(&listener) => {
+                if accepted.is_ok() {
+                    shedding.accepted();
+                }
                 match accepted {
                     Ok(Accepted::Tcp(stream)) => {
                         let _ = stream.set_nodelay(true);
@@ -95,10 +102,13 @@ pub async fn run<H: Handler>(
                         let peer = Peer { uid: stream.peer_cred().ok().map(|c| c.uid()) };
                         spawn(&serving, stream, peer, stop.subscribe(), permit);
                     }
+                    Err(err) if out_of_descriptors(&err) => {
+                        shedding.shed(&listener, &err).await;
+                        tokio::time::sleep(BACK_OFF).await;
+                    }
                     Err(err) => {
-                        // Usually out of file descriptors: back off instead of spinning.
                         tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(BACK_OFF).await;
                     }
                 }
             }
@@ -114,6 +124,87 @@ pub async fn run<H: Handler>(
     tokio::select! {
         () = stop.closed() => tracing::info!("all connections finished"),
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown_grace elapsed; closing the remaining connections"),
+    }
+}
+
+/// How long to stop accepting after a failed accept, rather than spin on it.
+const BACK_OFF: Duration = Duration::from_millis(50);
+/// At most one warning about shed connections per this long.
+const SHED_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// EMFILE (the process's limit) or ENFILE (the system's).
+fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(24 | 23))
+}
+
+/// What lets the listener turn connections away at the file descriptor limit.
+///
+/// Without a free descriptor, `accept` fails and the connection stays in the backlog, where
+/// its caller waits until it gives up. One descriptor kept in reserve can be freed to
+/// accept the connection and close it at once, so that the caller learns straight away.
+/// Connections already being served are never touched.
+struct Shedding {
+    reserve: Option<File>,
+    /// Connections closed since the last log line.
+    shed: u64,
+    /// Whether the last accept failed for want of descriptors.
+    short: bool,
+    /// When the last log line about shedding was written: a flood must not become a flood
+    /// of log lines too.
+    logged: Option<Instant>,
+}
+
+impl Shedding {
+    fn new() -> Shedding {
+        Shedding {
+            reserve: File::open("/dev/null").ok(),
+            shed: 0,
+            short: false,
+            logged: None,
+        }
+    }
+
+    fn may_log(&mut self) -> bool {
+        let may = self.logged.is_none_or(|at| at.elapsed() >= SHED_LOG_INTERVAL);
+        if may {
+            self.logged = Some(Instant::now());
+        }
+        may
+    }
+
+    async fn shed(&mut self, listener: &Listener, err: &io::Error) {
+        self.short = true;
+        self.reserve = None;
+        // Only a connection already waiting: nothing here may wait for one to come.
+        let pending = poll_fn(|cx| {
+            Poll::Ready(match listener {
+                Listener::Tcp(l) => l.poll_accept(cx).map(|r| r.map(drop)),
+                Listener::Unix(l) => l.poll_accept(cx).map(|r| r.map(drop)),
+            })
+        })
+        .await;
+        if let Poll::Ready(Ok(())) = pending {
+            self.shed += 1;
+        }
+        // Another task may have taken the freed descriptor; then the next failure tries again.
+        self.reserve = File::open("/dev/null").ok();
+        if self.may_log() {
+            tracing::warn!(
+                error = %err,
+                shed = self.shed,
+                "out of file descriptors: closing new connections at once; those being served go on"
+            );
+            self.shed = 0;
+        }
+    }
+
+    /// An accept worked: say so once after shedding, with what the last warning did not count.
+    fn accepted(&mut self) {
+        if self.short && self.may_log() {
+            tracing::info!(shed = self.shed, "file descriptors free again; accepting");
+            self.short = false;
+            self.shed = 0;
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! One caller connection, from accept to close: HTTP/2 (h2c) or HTTP/1.1, told apart by the
-//! first bytes, and HTTP/1.1 keep-alive connections that hold no buffers while idle.
+//! first bytes (HTTP/2 goes on in `h2.rs`), and HTTP/1.1 keep-alive connections that hold no
+//! buffers while idle.
 //!
 //! hyper keeps a read and a write buffer (8 KiB each) for as long as an HTTP/1.1 connection
 //! lives, so ten thousand idle keep-alive callers would pin 160 MiB. Instead the socket is
@@ -28,7 +29,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 
 use super::body::CallerBody;
-use super::socket::{ExchangeState, Lease, Socket, Tracked};
+use super::socket::{ExchangeState, Lease, Responded, Socket, Tracked};
 use super::{Handler, Peer};
 
 /// Request heads larger than this get 431 (HTTP/1.1) or a stream reset (HTTP/2).
@@ -65,20 +66,21 @@ impl Stream for UnixStream {
 /// How connections are served; one per listener, shared by its connections.
 pub(super) struct Serving<H> {
     http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
-    /// How long a caller may take to send a request head, and how long an idle keep-alive
-    /// connection is kept.
-    idle_timeout: Duration,
-    handler: Arc<H>,
+    pub(super) http2: http2::Builder<TokioExecutor>,
+    /// How long a new connection may take to show which protocol it speaks.
+    header_read_timeout: Duration,
+    /// How long a connection with no request in flight is kept.
+    pub(super) idle_timeout: Duration,
+    pub(super) handler: Arc<H>,
 }
 
 impl<H: Handler> Serving<H> {
     pub(super) fn new(handler: Arc<H>) -> Serving<H> {
-        let idle_timeout = handler.limits().header_read_timeout;
+        let limits = handler.limits();
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
-            .header_read_timeout(idle_timeout)
+            .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(MAX_HEAD_BYTES)
             .max_headers(MAX_HEADERS)
             // A caller may shut down its sending side and wait for the answer. Without
@@ -89,13 +91,16 @@ impl<H: Handler> Serving<H> {
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
-            .max_concurrent_streams(256)
+            .max_concurrent_streams(limits.max_concurrent_streams)
             .max_header_list_size(MAX_HEAD_BYTES as u32)
-            .keep_alive_interval(Some(idle_timeout));
+            // To find dead peers while a request is in flight; idle ones are closed by
+            // `idle_timeout`, whatever PINGs they answer.
+            .keep_alive_interval(Some(limits.header_read_timeout));
         Serving {
             http1,
             http2,
-            idle_timeout,
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
             handler,
         }
     }
@@ -116,10 +121,11 @@ impl<H: Handler> Serving<H> {
     }
 
     /// Reads until the bytes are the HTTP/2 preface or cannot become it, so that an HTTP/1.1
-    /// caller costs one short read.
+    /// caller costs one short read. A new connection owes a request head, so it gets
+    /// `header_read_timeout` for these bytes.
     async fn read_preface<S: Stream>(&self, stream: &S, shutdown: &mut watch::Receiver<()>) -> Option<Bytes> {
         let mut seen = Vec::new();
-        let deadline = tokio::time::Instant::now() + self.idle_timeout;
+        let deadline = tokio::time::Instant::now() + self.header_read_timeout;
         while seen.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&seen) {
             if !wait_readable(stream, deadline, shutdown).await {
                 return None;
@@ -135,41 +141,6 @@ impl<H: Handler> Serving<H> {
         Some(seen.into())
     }
 
-    async fn serve_h2<S: Stream>(
-        &self,
-        stream: S,
-        preface: Bytes,
-        peer: Peer,
-        mut shutdown: watch::Receiver<()>,
-    ) {
-        let io = Socket {
-            prefix: preface,
-            stream,
-            lease: None,
-        };
-        let handler = self.handler.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let request = request.map(|body| CallerBody::new(body, None));
-            let response = handler.clone().handle(request, peer);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = self.http2.serve_connection(TokioIo::new(io), service);
-        let mut connection = pin!(connection);
-        let mut stopping = pin!(shutdown.changed());
-        let mut draining = false;
-        let ended = poll_fn(|cx| {
-            if !draining && stopping.as_mut().poll(cx).is_ready() {
-                draining = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            connection.as_mut().poll(cx)
-        })
-        .await;
-        if let Err(err) = ended {
-            tracing::debug!(error = %err, "connection ended with an error");
-        }
-    }
-
     async fn serve_h1<S: Stream>(
         &self,
         mut stream: S,
@@ -179,6 +150,7 @@ impl<H: Handler> Serving<H> {
     ) {
         loop {
             if pending.is_empty() {
+                // Between exchanges: nothing in flight.
                 let deadline = tokio::time::Instant::now() + self.idle_timeout;
                 if !wait_readable(&stream, deadline, &mut shutdown).await {
                     return;
@@ -216,7 +188,10 @@ impl<H: Handler> Serving<H> {
             let exchange = exchange.clone();
             async move {
                 let response = response.await;
-                Ok::<_, Infallible>(response.map(|body| Tracked { body, exchange }))
+                Ok::<_, Infallible>(response.map(|body| Tracked {
+                    body,
+                    _guard: Responded(exchange),
+                }))
             }
         });
         let mut connection = self.http1.serve_connection(TokioIo::new(io), service);

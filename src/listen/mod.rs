@@ -7,6 +7,7 @@
 mod accept;
 mod body;
 mod connection;
+mod h2;
 mod socket;
 
 use std::future::Future;

@@ -77,14 +77,16 @@ impl ExchangeState {
     }
 }
 
-/// A response body that marks its exchange answered when hyper drops it, which hyper does
-/// once the body has ended (or at once for a body known to be empty).
-pub struct Tracked<B> {
+/// A response body that holds `guard` until hyper drops it, which hyper does once the body
+/// has ended (or at once for a body known to be empty): the guard's own drop says that the
+/// response is over.
+pub struct Tracked<B, G> {
     pub(super) body: B,
-    pub(super) exchange: ExchangeState,
+    /// Held only for what its drop does.
+    pub(super) _guard: G,
 }
 
-impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
+impl<B: Body<Data = Bytes> + Unpin, G: Unpin> Body for Tracked<B, G> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -104,9 +106,12 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     }
 }
 
-impl<B> Drop for Tracked<B> {
+/// Marks an HTTP/1.1 exchange answered when its response body goes.
+pub(super) struct Responded(pub(super) ExchangeState);
+
+impl Drop for Responded {
     fn drop(&mut self) {
-        self.exchange.responded();
+        self.0.responded();
     }
 }
 

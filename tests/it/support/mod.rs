@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod h2;
 pub mod token_server;
 pub mod upstream;
 
