@@ -184,10 +184,12 @@ impl<H: Handler> Serving<H> {
         let service = service_fn(move |request: Request<Incoming>| {
             exchange.start();
             let request = request.map(|body| CallerBody::new(body, Some(exchange.clone())));
-            let response = handler.clone().handle(request, peer);
+            let handler = handler.clone();
             let exchange = exchange.clone();
+            // The handler's future is made inside this block, so that it is built in place
+            // in hyper's dispatcher: made outside, its few KiB would be copied on the way in.
             async move {
-                let response = response.await;
+                let response = handler.handle(request, peer).await;
                 Ok::<_, Infallible>(response.map(|body| Tracked {
                     body,
                     _guard: Responded(exchange),

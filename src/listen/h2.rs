@@ -158,9 +158,10 @@ impl<H: Handler> Serving<H> {
         let service = service_fn(move |request: Request<Incoming>| {
             let in_flight = InFlight::start(&counted);
             let request = request.map(|body| CallerBody::new(body, None));
-            let response = handler.clone().handle(request, peer);
+            let handler = handler.clone();
+            // Made inside the block, so that it is built in place (see connection.rs).
             async move {
-                let response = response.await;
+                let response = handler.handle(request, peer).await;
                 Ok::<_, Infallible>(response.map(|body| Tracked {
                     body,
                     _guard: in_flight,

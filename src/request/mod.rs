@@ -137,10 +137,7 @@ impl Handler for Proxy {
         request: http::Request<crate::listen::CallerBody>,
         peer: crate::listen::Peer,
     ) -> impl Future<Output = http::Response<Self::Body>> + Send + 'static {
-        // A request's future is a few KiB (the upstream exchange, the token wait, the
-        // retry). Boxed here it is written once, into its box; unboxed, every layer between
-        // here and hyper's dispatcher would copy it again (about 8k instructions a request).
-        Box::pin(pipeline::handle(self, request, peer))
+        pipeline::handle(self, request, peer)
     }
 
     fn limits(&self) -> Limits {

@@ -111,7 +111,10 @@ async fn a_client_trickling_its_request_head_is_cut_off() {
     let token = TokenServer::start().await;
     let upstream = Upstream::start().await;
     let config =
-        basic_config(&token, &upstream, "").replace("[server]", "[server]\nheader_read_timeout = \"300ms\"");
+        basic_config(&token, &upstream, "").replace(
+            "[server]",
+            "[server]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"300ms\"",
+        );
     let callout = Callout::start(&config).await;
 
     let mut slow = TcpStream::connect(callout.addr).await.unwrap();
@@ -133,12 +136,12 @@ async fn a_client_trickling_its_request_head_is_cut_off() {
     );
     assert_eq!(upstream.requests(), 0);
 
-    // An idle keep-alive connection is closed after the same time.
+    // An idle keep-alive connection is closed after idle_timeout.
     let mut idle = open_and_use(callout.addr).await;
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
     assert!(
         closed.is_ok(),
-        "an idle keep-alive connection was kept past header_read_timeout"
+        "an idle keep-alive connection was kept past idle_timeout"
     );
 }
