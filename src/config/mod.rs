@@ -12,6 +12,7 @@ mod names;
 mod principals;
 mod raw;
 mod read;
+mod secrets;
 mod server;
 mod validate;
 mod values;
