@@ -159,7 +159,8 @@ async fn oidc_client_secret_basic_with_special_characters() {
 /// form-decodes Basic credentials (as RFC 6749 §2.3.1 says), so a secret with '%' is refused
 /// as badly encoded (`invalid_request`), one with '+' (read as a space) fails authentication
 /// (`invalid_client`), and one of unreserved characters only works. callout reports the
-/// first two as 502 `token_request_failed` with the OAuth error in the detail.
+/// first two as 502 `token_request_failed` with the OAuth error code in the detail, and the
+/// description in `/.callout/credentials` only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_header_unencoded_against_a_decoding_server() {
     let idp = oidc(600);
@@ -178,18 +179,29 @@ async fn oidc_header_unencoded_against_a_decoding_server() {
 
     let (status, headers, body) = callout.get("/Api/x", "Pct").await;
     let detail = token_request_failed(status, &headers, &body);
-    assert!(detail.contains("invalid_request"), "{body}");
-    assert!(
-        detail.contains("client_id and client_secret in the authorization header are not properly encoded"),
+    assert_eq!(
+        detail, "token endpoint answered HTTP 400: invalid_request",
         "{body}"
     );
     assert_no_secret(&body.to_string());
 
     let (status, headers, body) = callout.get("/Api/x", "Plus").await;
     let detail = token_request_failed(status, &headers, &body);
-    assert!(detail.contains("invalid_client"), "{body}");
-    assert!(detail.contains("client authentication failed"), "{body}");
+    assert_eq!(
+        detail, "token endpoint answered HTTP 401: invalid_client",
+        "{body}"
+    );
     assert_no_secret(&body.to_string());
+
+    // The descriptions are for operators, in `/.callout/credentials`.
+    let (_, _, credentials) = callout.get("/.callout/credentials", "").await;
+    let text = credentials.to_string();
+    assert!(
+        text.contains("client_id and client_secret in the authorization header are not properly encoded"),
+        "{text}"
+    );
+    assert!(text.contains("client authentication failed"), "{text}");
+    assert_no_secret(&text);
 
     let (status, _, body) = callout.get("/Api/x", "Plain").await;
     assert_eq!(status, 200, "{body}");

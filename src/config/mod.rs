@@ -13,6 +13,7 @@ mod permissions;
 mod principals;
 mod raw;
 mod read;
+mod secrets;
 mod server;
 mod validate;
 mod values;

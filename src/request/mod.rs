@@ -67,6 +67,8 @@ impl Proxy {
 
     /// Swaps in a new config. Tokens whose inputs did not change are kept.
     pub fn install(&self, config: Config) -> Result<(), rustls::Error> {
+        self.tokens
+            .set_secrets(config.secrets().into_iter().cloned().collect());
         let routes = Routes::build(config, &self.tokens, &self.metrics, &|named| {
             self.upstream_for(named)
         })?;

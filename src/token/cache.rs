@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::HeaderValue;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Lifetimes, Mint, TokenError, schedule};
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, Secret};
 
 /// After a failed token request, further requests share its failure for this long,
 /// doubling with each consecutive failure up to `MAX_BACKOFF` (or longer when the endpoint
@@ -96,6 +96,8 @@ type Outcome = Result<Arc<Token>, TokenError>;
 pub struct TokenCache<G: Mint> {
     client: G::Client,
     slots: Mutex<Slots<G>>,
+    /// Every secret of the config loaded last, to be kept out of token endpoint text.
+    secrets: ArcSwap<Vec<Secret>>,
 }
 
 /// Slots by key. Entries of slots no config holds any more are swept out when the map has
@@ -114,7 +116,14 @@ impl<G: Mint> TokenCache<G> {
                 map: HashMap::new(),
                 sweep_at: 0,
             }),
+            secrets: ArcSwap::from_pointee(Vec::new()),
         })
+    }
+
+    /// The secrets of the config about to be loaded (`Config::secrets`): set before its
+    /// slots are asked for, so that each slot knows those of the config that holds it.
+    pub fn set_secrets(&self, secrets: Vec<Secret>) {
+        self.secrets.store(Arc::new(secrets));
     }
 
     /// Every slot a live config holds, by external credential and principal.
@@ -138,6 +147,7 @@ impl<G: Mint> TokenCache<G> {
             slots.sweep_at = (2 * slots.map.len()).max(64);
         }
         if let Some(slot) = slots.map.get(&key).and_then(Weak::upgrade) {
+            slot.secrets.store(self.secrets.load_full());
             return slot;
         }
         let slot = Arc::new(TokenSlot {
@@ -150,6 +160,7 @@ impl<G: Mint> TokenCache<G> {
             consecutive_failures: AtomicU32::new(0),
             forced: Mutex::new(None),
             last_error: Mutex::new(None),
+            secrets: ArcSwap::new(self.secrets.load_full()),
         });
         slots.map.insert(key, Arc::downgrade(&slot));
         slot
@@ -168,6 +179,10 @@ pub struct TokenSlot<G: Mint> {
     last_error: Mutex<Option<String>>,
     /// When an upstream rejection last dropped the current token.
     forced: Mutex<Option<Instant>>,
+    /// The secrets of the config that last asked for this slot. After a reload that
+    /// rotated this slot's secret away, requests still on the old config can make this
+    /// slot send it, and the cache then knows only the new one.
+    secrets: ArcSwap<Vec<Secret>>,
 }
 
 #[derive(Default)]
@@ -298,7 +313,7 @@ impl<G: Mint> TokenSlot<G> {
 
         let slot = self.clone();
         tokio::spawn(async move {
-            let outcome = slot.fetch(&cache.client).await;
+            let outcome = slot.fetch(&cache).await;
             let mut flight = slot.flight.lock().expect("token flight poisoned");
             flight.running = None;
             flight.failed = match &outcome {
@@ -321,14 +336,15 @@ impl<G: Mint> TokenSlot<G> {
     }
 
     /// One token request, with its bookkeeping. Stores a new token before it is announced.
-    async fn fetch(&self, client: &G::Client) -> Outcome {
+    async fn fetch(&self, cache: &TokenCache<G>) -> Outcome {
         let lifetimes = self.key.lifetimes;
         let sent = Instant::now();
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let result = match tokio::time::timeout(lifetimes.token_timeout, self.key.grant.mint(client)).await {
-            Ok(result) => result,
-            Err(_) => Err(TokenError::Timeout(lifetimes.token_timeout)),
-        };
+        let result =
+            match tokio::time::timeout(lifetimes.token_timeout, self.key.grant.mint(&cache.client)).await {
+                Ok(result) => result,
+                Err(_) => Err(TokenError::Timeout(lifetimes.token_timeout)),
+            };
         match result {
             Ok(fetched) => {
                 // Servers compute `exp` as a whole second, rounded down, after they received
@@ -367,19 +383,44 @@ impl<G: Mint> TokenSlot<G> {
                 );
                 Ok(token)
             }
-            Err(err) => {
+            Err(mut err) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-                *self.last_error.lock().expect("poisoned") = Some(err.to_string());
+                self.sanitize(&mut err, cache);
+                let detail = err.detail_for_operators();
                 tracing::warn!(
                     external_credential = &*self.key.external_credential,
                     principal = &*self.key.principal,
-                    error = %err,
+                    error = %detail,
                     "token request failed"
                 );
+                *self.last_error.lock().expect("poisoned") = Some(detail);
                 Err(err)
             }
         }
+    }
+
+    /// Takes out of `err` every secret and token callout holds. Here, because every token
+    /// request ends here and nowhere else are both known: the configured secrets (the
+    /// cache's and this slot's own, see `secrets`) and the current token of every live
+    /// slot. Reading the answer (`Mint::mint`) knows only its own grant, and passing the
+    /// rest down would make every grant carry it. Error path only: the cost is no matter.
+    fn sanitize(&self, err: &mut TokenError, cache: &TokenCache<G>) {
+        let configured = cache.secrets.load();
+        let this_config = self.secrets.load();
+        let tokens: Vec<Arc<Token>> = cache
+            .live_slots()
+            .iter()
+            .filter_map(|slot| slot.current.load_full())
+            .chain(self.current.load_full())
+            .collect();
+        let secrets: Vec<&str> = configured
+            .iter()
+            .chain(this_config.iter())
+            .map(Secret::expose)
+            .chain(tokens.iter().map(|t| t.value.expose()))
+            .collect();
+        err.sanitize(&secrets);
     }
 }
 

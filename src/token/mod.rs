@@ -3,16 +3,20 @@
 //! The cache does not know how a token is minted: a key's `Mint` does that (an OAuth grant,
 //! in `auth::oauth`). Its equality covers every input that shapes a token, so it is part of
 //! the cache key and a changed input never serves an old token.
+//!
+//! A failed token request ends in the cache too, which is where the token endpoint's text
+//! is sanitised (`redact`), since only the cache knows every secret and token to hide.
 
 mod cache;
 mod error;
+pub mod redact;
 
 use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
 pub use cache::{CacheOutcome, SlotStatus, Token, TokenCache, TokenKey, TokenSlot};
-pub use error::{Fetched, TokenError};
+pub use error::{Fetched, IdpText, TokenError};
 
 /// How a token is obtained: one token request, made with `client`.
 pub trait Mint: Clone + Eq + Hash + Send + Sync + 'static {

@@ -320,11 +320,8 @@ async fn token_request_failed() {
         description: "Client authentication failed for this client".into(),
     })
     .await;
-    assert!(detail.contains("invalid_client"), "{detail}");
-    assert!(
-        detail.contains("Client authentication failed for this client"),
-        "{detail}"
-    );
+    // The code and the status; the description is for operators only.
+    assert_eq!(detail, "token endpoint answered HTTP 400: invalid_client");
     for fault in [
         Fault::Html,
         Fault::Status(500),

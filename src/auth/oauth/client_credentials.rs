@@ -68,7 +68,7 @@ impl ClientCredentials {
         let response = http
             .request(self.request())
             .await
-            .map_err(|e| TokenError::Unreachable(cause_chain(&e)))?;
+            .map_err(|e| TokenError::Unreachable(without_peer_bytes(cause_chain(&e))))?;
         let status = response.status().as_u16();
         // RFC 9110 §10.2.3: a 429 or 503 may say when to come back (only the seconds form
         // is honoured; an HTTP date falls back to our own backoff).
@@ -89,6 +89,8 @@ impl ClientCredentials {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        // hyper's `Display` is its own description only ("error reading a body from
+        // connection"), without the source that could hold a GOAWAY's debug data.
         let body = Limited::new(response.into_body(), MAX_RESPONSE)
             .collect()
             .await
@@ -96,6 +98,20 @@ impl ClientCredentials {
             .to_bytes();
         parse_token_response(status, content_type.as_deref(), &body)
     }
+}
+
+/// `chain` (a failed exchange as hyper, rustls and the OS tell it, shown to callers) without
+/// what the peer put in it. Their messages are their own words, with one exception: h2
+/// appends the debug data of a GOAWAY frame the token endpoint sent, as ` (b"...")`, and
+/// that can come after the request went out, so it can echo the secret. Everything from
+/// there on goes. (rustls' certificate errors name the certificate's DNS names; they come
+/// before any request is sent.)
+fn without_peer_bytes(mut chain: String) -> String {
+    if let Some(at) = chain.find(" (b\"") {
+        chain.truncate(at);
+        chain.push_str(" (debug data withheld)");
+    }
+    chain
 }
 
 #[cfg(test)]
@@ -124,6 +140,18 @@ mod tests {
     async fn body(req: http::Request<Full<Bytes>>) -> String {
         let bytes = req.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn goaway_debug_data_is_not_passed_on() {
+        // As h2 0.4 prints a GOAWAY the peer sent, behind hyper and hyper-util.
+        let chain = r#"client error (SendRequest): http2 error: connection error received: not a result of an error (b"grant_type=client_credentials&client_secret=hunter2")"#;
+        assert_eq!(
+            without_peer_bytes(chain.into()),
+            "client error (SendRequest): http2 error: connection error received: not a result of an error (debug data withheld)"
+        );
+        let refused = "client error (Connect): tcp connect error: Connection refused (os error 111)";
+        assert_eq!(without_peer_bytes(refused.into()), refused);
     }
 
     #[tokio::test]

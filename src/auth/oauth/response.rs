@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::secret::AccessToken;
-use crate::token::{Fetched, TokenError};
+use crate::token::redact::error_code;
+use crate::token::{Fetched, IdpText, TokenError};
 
 #[derive(Deserialize)]
 struct SuccessBody {
@@ -29,6 +30,9 @@ struct ErrorBody {
 }
 
 /// Interprets the status, content type and body of a token endpoint response.
+///
+/// Nothing of the answer goes into an error's message: the `error` code only once checked,
+/// and the description and content type as `IdpText`, for the token cache to sanitise.
 pub fn parse_token_response(
     status: u16,
     content_type: Option<&str>,
@@ -37,31 +41,30 @@ pub fn parse_token_response(
     if !(200..300).contains(&status) {
         if let Ok(err) = serde_json::from_slice::<ErrorBody>(body) {
             return Err(TokenError::OAuth {
-                error: printable(&err.error, 64),
-                description: err.error_description.map(|d| printable(&d, 256)),
+                status,
+                error: error_code(&err.error).to_owned(),
+                description: err.error_description.map(IdpText::new),
             });
         }
         return Err(TokenError::Status {
             status,
-            content_type: content_type.map(|c| printable(c, 64)),
+            content_type: content_type.map(IdpText::new),
         });
     }
     let parsed: SuccessBody = serde_json::from_slice(body).map_err(|e| {
-        let what = if content_type.is_some_and(|c| !c.contains("json")) {
-            format!(
-                "content type is `{}`, not JSON",
-                printable(content_type.unwrap_or_default(), 64)
-            )
-        } else {
-            // Only the kind and the place: serde_json's own message can quote the input,
-            // which may be the token itself (some servers answer with a bare JSON string).
-            let kind = match e.classify() {
-                serde_json::error::Category::Data => "JSON of the wrong shape",
-                _ => "invalid JSON",
+        if content_type.is_some_and(|c| !c.contains("json")) {
+            return TokenError::NotJson {
+                status,
+                content_type: content_type.map(IdpText::new),
             };
-            format!("{kind} (at line {} column {})", e.line(), e.column())
+        }
+        // Only the kind and the place: serde_json's own message can quote the input,
+        // which may be the token itself (some servers answer with a bare JSON string).
+        let kind = match e.classify() {
+            serde_json::error::Category::Data => "JSON of the wrong shape",
+            _ => "invalid JSON",
         };
-        TokenError::Malformed(what)
+        TokenError::Malformed(format!("{kind} (at line {} column {})", e.line(), e.column()))
     })?;
     let token = match parsed.access_token {
         Some(t) if !t.is_empty() => AccessToken::new(t),
@@ -70,10 +73,9 @@ pub fn parse_token_response(
     if let Some(kind) = parsed.token_type
         && !kind.eq_ignore_ascii_case("bearer")
     {
-        return Err(TokenError::Malformed(format!(
-            "token_type is `{}`, only Bearer tokens can be forwarded",
-            printable(&kind, 32)
-        )));
+        return Err(TokenError::Malformed(
+            "`token_type` is not Bearer, and only Bearer tokens can be forwarded".into(),
+        ));
     }
     if token.expose().bytes().any(|b| !(0x21..0x7f).contains(&b)) {
         return Err(TokenError::Malformed(
@@ -84,9 +86,10 @@ pub fn parse_token_response(
         None => None,
         Some(ExpiresIn::Number(n)) => Some(seconds(n)?),
         Some(ExpiresIn::Text(s)) => {
-            let n: f64 = s.trim().parse().map_err(|_| {
-                TokenError::Malformed(format!("expires_in `{}` is not a number", printable(&s, 32)))
-            })?;
+            let n: f64 = s
+                .trim()
+                .parse()
+                .map_err(|_| TokenError::Malformed("`expires_in` is not a number".into()))?;
             Some(seconds(n)?)
         }
     };
@@ -97,20 +100,10 @@ fn seconds(n: f64) -> Result<Duration, TokenError> {
     if n.is_finite() && (1.0..=10.0 * 365.0 * 86_400.0).contains(&n) {
         Ok(Duration::from_secs(n as u64))
     } else {
-        Err(TokenError::Malformed(format!(
-            "expires_in {n} is not a lifetime in seconds"
-        )))
+        Err(TokenError::Malformed(
+            "`expires_in` is not a lifetime in seconds (1 s to 10 years)".into(),
+        ))
     }
-}
-
-/// Server-provided text made safe for a log line or an error body: bounded, no control
-/// characters.
-fn printable(s: &str, max: usize) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -146,46 +139,71 @@ mod tests {
                 .to_string()
         };
         assert!(bad(200, "application/json", r#"{"token_type":"Bearer"}"#).contains("no `access_token`"));
-        assert!(
-            bad(
-                200,
-                "application/json",
-                r#"{"access_token":"a","token_type":"mac"}"#
-            )
-            .contains("mac")
+        let mac = bad(
+            200,
+            "application/json",
+            r#"{"access_token":"a","token_type":"mac"}"#,
         );
-        assert!(bad(200, "text/html", "<html>").contains("text/html"));
+        assert!(mac.contains("not Bearer") && !mac.contains("mac"), "{mac}");
+        let html = bad(200, "text/html", "<html>");
+        assert!(html.contains("not JSON") && !html.contains("html"), "{html}");
         assert!(bad(200, "application/json", r#"{"access_token":"#).contains("invalid JSON"));
         let bare = bad(200, "application/json", r#""eyJhbGciOiJSUzI1NiJ9.e30.c2ln""#);
         assert!(bare.contains("wrong shape") && !bare.contains("eyJ"), "{bare}");
-        assert!(
-            bad(
-                200,
-                "application/json",
-                r#"{"access_token":"a","expires_in":"soon"}"#
-            )
-            .contains("soon")
-        );
-        assert!(
-            bad(200, "application/json", r#"{"access_token":"a","expires_in":0}"#).contains("expires_in")
-        );
-        assert!(bad(200, "application/json", r#"{"access_token":"a b"}"#).contains("header"));
-        let oauth = bad(
-            401,
+        let soon = bad(
+            200,
             "application/json",
-            r#"{"error":"invalid_client","error_description":"bad secret"}"#,
+            r#"{"access_token":"a","expires_in":"soon"}"#,
         );
-        assert_eq!(oauth, "token endpoint refused: invalid_client (bad secret)");
+        assert!(soon.contains("not a number") && !soon.contains("soon"), "{soon}");
+        let zero = bad(
+            200,
+            "application/json",
+            r#"{"access_token":"a","expires_in":1e-9}"#,
+        );
+        assert!(zero.contains("expires_in") && !zero.contains("1e"), "{zero}");
+        assert!(bad(200, "application/json", r#"{"access_token":"a b"}"#).contains("header"));
         assert!(bad(503, "text/plain", "down").contains("HTTP 503"));
+    }
+
+    #[test]
+    fn oauth_errors_show_the_status_and_the_code_and_the_description_only_sanitised() {
+        let body = r#"{"error":"invalid_client","error_description":"bad secret hunter22"}"#;
+        let mut err = parse_token_response(401, Some("application/json"), body.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "token endpoint answered HTTP 401: invalid_client"
+        );
+        err.sanitize(&["hunter22"]);
+        assert_eq!(
+            err.to_string(),
+            "token endpoint answered HTTP 401: invalid_client"
+        );
+        assert_eq!(
+            err.detail_for_operators(),
+            "token endpoint answered HTTP 401: invalid_client (bad secret [redacted])"
+        );
+
+        let mut err = parse_token_response(500, Some("text/html"), b"<html>").unwrap_err();
+        err.sanitize(&[]);
+        assert_eq!(err.to_string(), "token endpoint answered HTTP 500");
+        assert!(err.detail_for_operators().ends_with("content type `text/html`"));
     }
 
     #[test]
     fn error_text_from_the_server_is_tamed() {
         let long = "x".repeat(1000);
-        let body = format!(r#"{{"error":"e\n\r{long}"}}"#);
-        let msg = parse_token_response(400, None, body.as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(!msg.contains('\n') && msg.len() < 200);
+        let body = format!(r#"{{"error":"e\n\r{long}","error_description":"{long}\u0007"}}"#);
+        let mut err = parse_token_response(400, None, body.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "token endpoint answered HTTP 400: invalid_response"
+        );
+        err.sanitize(&[]);
+        let shown = err.detail_for_operators();
+        assert!(
+            shown.len() < 300 && shown.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{shown}"
+        );
     }
 }

@@ -85,6 +85,9 @@ pub enum Fault {
     Trickle(Duration),
     /// This status with `Retry-After: <seconds>` and a small `text/plain` body.
     RetryAfter { status: u16, seconds: u64 },
+    /// 401 `invalid_client` whose `error_description` echoes the request: the secret as
+    /// decoded, then the `Authorization` header and the body as received.
+    EchoRequest,
 }
 
 /// What a [`TokenRegistry`] knows about a token.
@@ -331,6 +334,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
         raw_body: String::from_utf8_lossy(&body).into_owned(),
     };
     let scope = request.form_value("scope");
+    let echo = echo(&request);
     lock(&state.log).push(request);
 
     let delay = *lock(&state.delay);
@@ -391,6 +395,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
             }
             declared(StatusCode::OK, "application/json", json.len(), script)
         }
+        Fault::EchoRequest => json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({ "error": "invalid_client", "error_description": echo }),
+        ),
         Fault::RetryAfter { status, seconds } => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
             let mut resp = text(code, &format!("status {status}"));
@@ -399,6 +407,20 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
             resp
         }
     }
+}
+
+/// What `Fault::EchoRequest` says about `request`.
+fn echo(req: &TokenRequest) -> String {
+    let secret = req
+        .basic_auth()
+        .map(|(_, s)| s)
+        .or_else(|| req.form_value("client_secret"));
+    let auth = req.authorization.as_deref().unwrap_or("none");
+    format!(
+        "client secret {} is not right; Authorization: {auth}; body: {}",
+        secret.unwrap_or_default(),
+        req.raw_body
+    )
 }
 
 /// A response framed by `Content-Length: len` whose body is played from `script`.
