@@ -52,21 +52,40 @@ pub fn authenticate<'a>(
 }
 
 /// The permission sets a request may use: what it asserts (or, without the header, what the
-/// defaults say), limited to what its caller was granted. A caller that asserts nothing gets
-/// all of its grant.
+/// defaults say), limited to what its caller was granted. A caller that asserts none gets all
+/// of its grant. An iterator, so that the usual case (no header, the defaults) allocates
+/// nothing.
 pub fn effective_sets<'a>(
     caller: Option<&'a Caller>,
     asserted: Option<Vec<&'a str>>,
     defaults: &'a [Box<str>],
-) -> Vec<&'a str> {
+) -> EffectiveSets<'a> {
     match (caller, asserted) {
-        (None, Some(sets)) => sets,
-        (None, None) => defaults.iter().map(|s| &**s).collect(),
-        (Some(caller), Some(sets)) => sets
-            .into_iter()
-            .filter(|s| caller.permission_sets.iter().any(|g| &**g == *s))
-            .collect(),
-        (Some(caller), None) => caller.permission_sets.iter().map(|s| &**s).collect(),
+        (caller, Some(sets)) => EffectiveSets::Asserted(sets.into_iter(), caller),
+        (None, None) => EffectiveSets::Listed(defaults.iter()),
+        (Some(caller), None) => EffectiveSets::Listed(caller.permission_sets.iter()),
+    }
+}
+
+/// See `effective_sets`.
+pub enum EffectiveSets<'a> {
+    /// Asserted sets, kept when the caller (if any) was granted them.
+    Asserted(std::vec::IntoIter<&'a str>, Option<&'a Caller>),
+    /// The defaults, or a caller's whole grant.
+    Listed(std::slice::Iter<'a, Box<str>>),
+}
+
+impl<'a> Iterator for EffectiveSets<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            EffectiveSets::Asserted(sets, None) => sets.next(),
+            EffectiveSets::Asserted(sets, Some(caller)) => {
+                sets.find(|s| caller.permission_sets.iter().any(|g| &**g == *s))
+            }
+            EffectiveSets::Listed(sets) => sets.next().map(|s| &**s),
+        }
     }
 }
 
@@ -148,18 +167,24 @@ mod tests {
         let callers = callers();
         let orders = Some(&callers[0]);
         assert_eq!(
-            effective_sets(orders, Some(vec!["Orders", "Admin"]), &[]),
+            effective_sets(orders, Some(vec!["Orders", "Admin"]), &[]).collect::<Vec<_>>(),
             ["Orders"]
         );
         assert_eq!(
-            effective_sets(orders, Some(vec!["Admin"]), &[]),
+            effective_sets(orders, Some(vec!["Admin"]), &[]).collect::<Vec<_>>(),
             Vec::<&str>::new()
         );
         assert_eq!(
-            effective_sets(orders, None, &["Admin".into()]),
+            effective_sets(orders, None, &["Admin".into()]).collect::<Vec<_>>(),
             ["Orders", "Shared"]
         );
-        assert_eq!(effective_sets(None, None, &["Admin".into()]), ["Admin"]);
-        assert_eq!(effective_sets(None, Some(vec!["X"]), &["Admin".into()]), ["X"]);
+        assert_eq!(
+            effective_sets(None, None, &["Admin".into()]).collect::<Vec<_>>(),
+            ["Admin"]
+        );
+        assert_eq!(
+            effective_sets(None, Some(vec!["X"]), &["Admin".into()]).collect::<Vec<_>>(),
+            ["X"]
+        );
     }
 }

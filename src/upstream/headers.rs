@@ -35,7 +35,8 @@ impl Outgoing {
         strip_authorization: bool,
     ) -> Outgoing {
         let named = connection_named(&caller);
-        let mut headers = HeaderMap::with_capacity(caller.len() + extra.len() + 1);
+        // Room for the credential's header and the request id without growing.
+        let mut headers = HeaderMap::with_capacity(caller.len() + extra.len() + 2);
         let mut current: Option<HeaderName> = None;
         for (name, value) in caller {
             // `into_iter` names a header once, then yields its further values with `None`.
@@ -91,12 +92,7 @@ pub fn clean_response<B>(mut response: Response<B>) -> Response<B> {
     // pay for more removals only if something else is left.
     if let header::Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
         let (_, values) = entry.remove_entry_mult();
-        let named: Vec<HeaderName> = values
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .flat_map(|v| v.split(',').map(|n| n.trim().to_owned()).collect::<Vec<_>>())
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .filter(|n| !is_hop_by_hop(n))
-            .collect();
+        let named = named_in_connection(values);
         for name in &named {
             headers.remove(name);
         }
@@ -136,14 +132,30 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Headers named in `Connection`, which are hop-by-hop too.
 fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !is_hop_by_hop(name))
-        .collect()
+    named_in_connection(headers.get_all(header::CONNECTION).iter())
+}
+
+/// The header names listed in `Connection` values, less the hop-by-hop ones everybody
+/// removes anyway. The usual `keep-alive` or `close` makes no allocation.
+fn named_in_connection<'a>(values: impl IntoIterator<Item = impl AsRef<[u8]> + 'a>) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    for value in values {
+        for token in value.as_ref().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                named.push(name);
+            }
+        }
+    }
+    named
 }
 
 #[cfg(test)]

@@ -110,11 +110,10 @@ async fn redirects_are_passed_back_never_followed() {
 async fn a_client_trickling_its_request_head_is_cut_off() {
     let token = TokenServer::start().await;
     let upstream = Upstream::start().await;
-    let config =
-        basic_config(&token, &upstream, "").replace(
-            "[server]",
-            "[server]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"300ms\"",
-        );
+    let config = basic_config(&token, &upstream, "").replace(
+        "[server]",
+        "[server]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"300ms\"",
+    );
     let callout = Callout::start(&config).await;
 
     let mut slow = TcpStream::connect(callout.addr).await.unwrap();
