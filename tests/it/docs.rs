@@ -90,8 +90,8 @@ fn block_after(marker: &str) -> Vec<String> {
         .collect()
 }
 
-/// The quick start as a newcomer types it: the demo (built by `cargo test --all-targets`,
-/// run here from target/ directly, since a test cannot call cargo) and then the README's
+/// The quick start as a newcomer types it: the demo (which `cargo test` builds as a program,
+/// not a test harness, and so is run here from target/ directly: a test cannot call cargo) and then the README's
 /// curl lines, verbatim, through a shell.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quick_start_works_as_written() {
@@ -111,7 +111,7 @@ async fn the_quick_start_works_as_written() {
     let demo = examples.join("demo");
     assert!(
         demo.exists(),
-        "{} is built by `cargo test --all-targets`",
+        "{} is built by `cargo test` (not `--all-targets`, which builds examples as tests)",
         demo.display()
     );
     let mut child = tokio::process::Command::new(&demo)
