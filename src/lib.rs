@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod cause;
 pub mod config;
+pub mod jws;
 pub mod listen;
 pub mod metrics;
 pub mod probe;

@@ -73,6 +73,10 @@ enum Command {
         /// Print the access token itself on the last line (for scripts).
         #[arg(long)]
         reveal: bool,
+        /// For token exchange: the environment variable holding the token to exchange
+        /// (a variable rather than an argument, which other users could read in `ps`).
+        #[arg(long, value_name = "VAR")]
+        subject_token_env: Option<String>,
     },
     /// Probe a running callout: exit 0 when `/.callout/ready` answers 200, else 1.
     ///
@@ -119,9 +123,25 @@ fn main() -> ExitCode {
             permission_sets,
             config,
             reveal,
+            subject_token_env,
         } => {
             init_logging(LogFormat::Text);
-            runtime(Some(1)).block_on(token(&config.path, &named_credential, permission_sets, reveal))
+            let subject = match subject_token_env.map(|var| (std::env::var(&var), var)) {
+                None => None,
+                Some((Ok(token), _)) => match http::HeaderValue::from_str(&token) {
+                    Ok(value) => Some(value),
+                    Err(_) => {
+                        eprintln!("error: the subject token is not a valid header value");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                Some((Err(_), var)) => {
+                    eprintln!("error: environment variable `{var}` is not set");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let lookup = (named_credential.as_str(), permission_sets, subject);
+            runtime(Some(1)).block_on(token(&config.path, lookup, reveal))
         }
         Command::Health { config, url } => runtime(Some(1)).block_on(health(config, url)),
     }
@@ -333,7 +353,11 @@ fn check(path: &Path, read_secrets: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn token(path: &Path, named: &str, sets: Option<Vec<String>>, reveal: bool) -> ExitCode {
+/// What `callout token` looks up: a named credential, the permission sets asserted, and
+/// the subject token for token exchange.
+type Lookup<'a> = (&'a str, Option<Vec<String>>, Option<http::HeaderValue>);
+
+async fn token(path: &Path, (named, sets, subject): Lookup<'_>, reveal: bool) -> ExitCode {
     let Some(config) = load(path, true) else {
         return ExitCode::FAILURE;
     };
@@ -353,7 +377,7 @@ async fn token(path: &Path, named: &str, sets: Option<Vec<String>>, reveal: bool
         }
     };
     let asserted: Vec<&str> = sets.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
-    match proxy.lookup_token(named, &asserted).await {
+    match proxy.lookup_token(named, &asserted, subject.as_ref()).await {
         Ok(found) => {
             let now = tokio::time::Instant::now();
             println!("named credential: {named}");

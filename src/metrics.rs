@@ -80,6 +80,8 @@ pub struct TokenCounts {
     pub principal: Box<str>,
     pub fetches: u64,
     pub failures: u64,
+    /// Which client secret the principal authenticates with, when it has one.
+    pub secret_in_use: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -167,6 +169,18 @@ impl Metrics {
                 "callout_token_requests_total{{{l},outcome=\"error\"}} {}",
                 t.failures
             );
+        }
+        out.push_str("# HELP callout_client_secret_in_use The client secret each principal authenticates with: client_secret, or next_client_secret once the current one was refused.\n");
+        out.push_str("# TYPE callout_client_secret_in_use gauge\n");
+        for t in tokens {
+            if let Some(secret) = t.secret_in_use {
+                let _ = writeln!(
+                    out,
+                    "callout_client_secret_in_use{{external_credential=\"{}\",principal=\"{}\",secret=\"{secret}\"}} 1",
+                    escape(&t.external_credential),
+                    escape(&t.principal)
+                );
+            }
         }
         out
     }

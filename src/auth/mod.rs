@@ -46,6 +46,8 @@ pub struct Attempt<'a> {
     pub headers: &'a mut HeaderMap,
     /// The whole body when it was buffered; `None` when it streams.
     pub body: Option<&'a Bytes>,
+    /// The caller's `x-callout-subject-token` (token exchange), never forwarded itself.
+    pub subject_token: Option<&'a http::HeaderValue>,
 }
 
 /// What a credential put on one attempt, kept to judge the upstream's answer.
@@ -54,6 +56,8 @@ pub struct Applied {
     token: Option<Arc<crate::token::Token>>,
     /// Whether a token came from the cache; `None` when no token was involved.
     pub cache: Option<CacheOutcome>,
+    /// The slot the token came from, where a rejection is reported.
+    slot: Option<Arc<crate::token::TokenSlot<oauth::Grant>>>,
 }
 
 /// Why a credential could not be applied.
@@ -61,6 +65,9 @@ pub struct Applied {
 pub enum AuthError {
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Token exchange needs the caller's token.
+    #[error("this named credential exchanges the caller's token: send it as x-callout-subject-token")]
+    SubjectTokenRequired,
 }
 
 impl Credential {
@@ -72,13 +79,17 @@ impl Credential {
         }
         let p = &ec.principals[principal];
         match (&ec.protocol, &p.keys) {
-            (
-                Protocol::OAuth2(settings),
-                PrincipalKeys::Client {
-                    client_id,
-                    client_secret,
-                },
-            ) => Credential::OAuth(OAuth::new(ec, settings, p, (client_id, client_secret), tokens)),
+            (Protocol::OAuth2(settings), PrincipalKeys::Client(client)) => {
+                Credential::OAuth(OAuth::new(ec, settings, p, client, tokens))
+            }
+            (Protocol::OAuth2(settings), PrincipalKeys::Provider) => {
+                let client = settings
+                    .registration
+                    .client
+                    .as_ref()
+                    .expect("an auth provider's registration has its client");
+                Credential::OAuth(OAuth::new(ec, settings, p, client, tokens))
+            }
             (Protocol::Basic, PrincipalKeys::Basic { username, password }) => {
                 Credential::Basic(Basic::new(username, password))
             }
@@ -100,7 +111,7 @@ impl Credential {
                 basic.apply(attempt.headers);
                 Ok(Applied::default())
             }
-            Credential::OAuth(oauth) => Ok(oauth.apply(attempt.headers).await?),
+            Credential::OAuth(oauth) => oauth.apply(attempt.headers, attempt.subject_token).await,
         }
     }
 

@@ -1,9 +1,11 @@
-//! What `callout check` prints: the resolved map, never a secret.
+//! What `callout check` prints: the resolved map, never a secret or key material.
 
-use super::{Config, Protocol};
+use super::{Config, OAuth2, OAuthClient, PrincipalKeys, Protocol};
+use crate::config::Flow;
 
 /// The resolved map `callout check` prints: named credential → upstream → external
-/// credential → principals by sequence with their permission sets. Never a secret.
+/// credential → principals by sequence with their permission sets and, for OAuth, how
+/// each authenticates (flow, client authentication, key type and algorithm).
 pub fn describe(config: &Config) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -17,15 +19,27 @@ pub fn describe(config: &Config) -> String {
     );
     for nc in named {
         let ec = &nc.external_credential;
-        let _ = writeln!(out, "{} -> {}", nc.name, nc.url);
+        let mtls = nc
+            .client_identity
+            .as_ref()
+            .map(|i| format!(" (mutual TLS, {})", i.describe()))
+            .unwrap_or_default();
+        let _ = writeln!(out, "{} -> {}{mtls}", nc.name, nc.url);
         match &ec.protocol {
-            Protocol::OAuth2(settings) => writeln!(
-                out,
-                "  external credential {} ({}, token_url {})",
-                ec.name,
-                settings.flow.as_str(),
-                settings.token_url
-            ),
+            Protocol::OAuth2(settings) => {
+                let provider = settings
+                    .auth_provider
+                    .as_ref()
+                    .map(|p| format!(", auth provider {p}"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "  external credential {} ({}, token_url {}{provider})",
+                    ec.name,
+                    settings.flow.as_str(),
+                    settings.token_url()
+                )
+            }
             other => writeln!(out, "  external credential {} ({})", ec.name, other.describe()),
         }
         .expect("writing to a String cannot fail");
@@ -35,8 +49,59 @@ pub fn describe(config: &Config) -> String {
                 .effective_scope(p)
                 .map(|s| format!(", scope \"{s}\""))
                 .unwrap_or_default();
-            let _ = writeln!(out, "    {}. {} [{}]{scope}", p.sequence, p.name, sets.join(", "));
+            let auth = match (&ec.protocol, &p.keys) {
+                (Protocol::OAuth2(settings), PrincipalKeys::Client(client)) => {
+                    format!(", {}", client_auth(settings, client))
+                }
+                (Protocol::OAuth2(settings), PrincipalKeys::Provider) => {
+                    match &settings.registration.client {
+                        Some(client) => {
+                            format!(", {} (from the auth provider)", client_auth(settings, client))
+                        }
+                        None => String::new(),
+                    }
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "    {}. {} [{}]{scope}{auth}",
+                p.sequence,
+                p.name,
+                sets.join(", ")
+            );
         }
     }
     out
+}
+
+/// How `client` authenticates, e.g. `client_auth private_key_jwt, key EC P-256, ES256`.
+fn client_auth(settings: &OAuth2, client: &OAuthClient) -> String {
+    let mut parts = vec![match settings.flow {
+        Flow::JwtBearer => "jwt_bearer assertion".to_owned(),
+        _ => format!("client_auth {}", settings.client_auth().as_str()),
+    }];
+    if !client.client_id.is_empty() {
+        parts.push(format!("client_id {}", client.client_id));
+    }
+    if let Some(jwt) = &client.jwt {
+        let key = jwt.key.as_ref().map_or_else(
+            || "not read".to_owned(),
+            |k| format!("{} {}", k.description(), k.fingerprint()),
+        );
+        parts.push(format!("key {key}, {}", jwt.algorithm.as_str()));
+        if let Some(kid) = &jwt.key_id {
+            parts.push(format!("kid {kid}"));
+        }
+        if let Some(subject) = &jwt.subject {
+            parts.push(format!("subject {subject}"));
+        }
+    }
+    if let Some(tls) = &client.tls {
+        parts.push(tls.describe());
+    }
+    if client.next_client_secret.is_some() {
+        parts.push("next_client_secret staged".to_owned());
+    }
+    parts.join(", ")
 }

@@ -5,12 +5,16 @@
 //! reported at once.
 
 mod callers;
+mod client;
 mod describe;
 mod external;
+mod keys;
 mod named;
 mod names;
+mod oauth;
 mod permissions;
 mod principals;
+mod providers;
 mod raw;
 mod read;
 mod secrets;
@@ -34,6 +38,8 @@ use rustls_pki_types::CertificateDer;
 
 pub use describe::describe;
 pub use names::{check_name, suggestion};
+pub use oauth::{Exchange, JwtSigning, OAuth2, OAuthClient, Registration, TlsIdentity};
+pub use providers::AuthProvider;
 pub use raw::{ClientAuth, Flow};
 
 use crate::secret::Secret;
@@ -43,6 +49,8 @@ use crate::secret::Secret;
 pub struct Config {
     pub path: PathBuf,
     pub server: Server,
+    /// Sorted by name.
+    pub auth_providers: Vec<Arc<AuthProvider>>,
     /// In file order (sorted by name).
     pub external_credentials: Vec<Arc<ExternalCredential>>,
     /// Keyed by name: what the first path segment of a request is looked up in.
@@ -135,24 +143,6 @@ pub enum Protocol {
     None,
 }
 
-/// The settings of `protocol = "oauth2"`.
-#[derive(Debug)]
-pub struct OAuth2 {
-    pub flow: Flow,
-    pub token_url: http::Uri,
-    pub scope: Option<String>,
-    pub client_auth: ClientAuth,
-    /// Extra form fields of the token request, sorted by name.
-    pub token_params: Vec<(String, String)>,
-    /// Statuses that, besides 401, mean "this token is no longer good".
-    pub refresh_on_status: Vec<u16>,
-    pub refresh_before_expiry: Duration,
-    pub default_token_ttl: Option<Duration>,
-    pub token_timeout: Duration,
-    /// A refresh forced by an upstream rejection happens at most once per this interval.
-    pub reject_refresh_interval: Duration,
-}
-
 #[derive(Debug)]
 pub struct Principal {
     pub name: Box<str>,
@@ -167,11 +157,10 @@ pub struct Principal {
 /// protocol needs.
 #[derive(Debug)]
 pub enum PrincipalKeys {
-    /// An OAuth client.
-    Client {
-        client_id: String,
-        client_secret: Secret,
-    },
+    /// An OAuth client of its own.
+    Client(Box<OAuthClient>),
+    /// The OAuth client of the external credential's `auth_provider`.
+    Provider,
     Basic {
         username: Secret,
         password: Secret,
@@ -194,6 +183,8 @@ pub struct NamedCredential {
     pub ca_file: Option<PathBuf>,
     /// Extra trust anchors read from `ca_file`.
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// `client_certificate` and `private_key`: mutual TLS with the upstream.
+    pub client_identity: Option<TlsIdentity>,
     pub headers: HeaderMap,
 }
 

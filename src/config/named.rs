@@ -9,7 +9,7 @@ use http::header::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use super::names::suggestion;
-use super::raw::RawDuration;
+use super::raw::{RawDuration, RawSecret};
 use super::read::{Reader, Table};
 use super::{ExternalCredential, NamedCredential, UpstreamUrl};
 
@@ -25,6 +25,8 @@ const KEYS: &[&str] = &[
     "allow_plain_http",
     "max_upstream_connections",
     "methods",
+    "client_certificate",
+    "private_key",
 ];
 
 /// Headers a named credential's `headers` table may not set: callout owns them.
@@ -63,7 +65,20 @@ impl Reader<'_> {
             .is_some_and(Spanned::into_inner);
         let max_upstream_connections = self.take::<usize>(&mut t, "max_upstream_connections");
         let methods = self.take::<Vec<Spanned<String>>>(&mut t, "methods");
+        let certificate = self.take::<RawSecret>(&mut t, "client_certificate");
+        let key = self.take::<RawSecret>(&mut t, "private_key");
         self.finish(t, KEYS, &|_| None);
+        let client_identity = match (&certificate, &key) {
+            (Some(cert), Some(key)) => self.tls_identity(&context, cert, key),
+            (None, None) => None,
+            (Some(one), None) | (None, Some(one)) => {
+                self.problem(
+                    Some(one.span()),
+                    format!("{context}: mutual TLS needs both client_certificate and private_key"),
+                );
+                None
+            }
+        };
         if let Some(n) = &max_upstream_connections
             && *n.get_ref() == 0
         {
@@ -138,6 +153,7 @@ impl Reader<'_> {
             methods,
             ca_file,
             extra_roots,
+            client_identity,
             headers,
         })
     }

@@ -6,23 +6,31 @@ use std::collections::HashMap;
 use toml::Spanned;
 use toml::de::DeValue;
 
+use super::client::CLIENT_KEYS;
+use super::external::ClientShape;
 use super::names::check_name;
 use super::raw::{ProtocolName, RawSecret};
 use super::read::{Reader, Table};
 use super::{Principal, PrincipalKeys};
 
 const COMMON_KEYS: &[&str] = &["name", "sequence", "permission_sets"];
-const OAUTH2_KEYS: &[&str] = &["client_id", "client_secret", "scope"];
+/// Besides the client keys (`CLIENT_KEYS`).
+const OAUTH2_KEYS: &[&str] = &["scope"];
 const BASIC_KEYS: &[&str] = &["username", "password"];
+
+/// The principal keys of each protocol that has some.
+fn protocol_keys() -> [(ProtocolName, Vec<&'static str>); 2] {
+    [
+        (ProtocolName::Oauth2, [OAUTH2_KEYS, CLIENT_KEYS].concat()),
+        (ProtocolName::Basic, BASIC_KEYS.to_vec()),
+    ]
+}
 
 fn keys_of(protocol: Option<ProtocolName>) -> Vec<&'static str> {
     let mut keys = COMMON_KEYS.to_vec();
-    for (p, more) in [
-        (ProtocolName::Oauth2, OAUTH2_KEYS),
-        (ProtocolName::Basic, BASIC_KEYS),
-    ] {
+    for (p, more) in protocol_keys() {
         if protocol.is_none_or(|protocol| protocol == p) {
-            keys.extend_from_slice(more);
+            keys.extend_from_slice(&more);
         }
     }
     keys
@@ -30,13 +38,10 @@ fn keys_of(protocol: Option<ProtocolName>) -> Vec<&'static str> {
 
 fn belongs_elsewhere(protocol: Option<ProtocolName>, key: &str) -> Option<String> {
     let protocol = protocol?;
-    let owner = [
-        (ProtocolName::Oauth2, OAUTH2_KEYS),
-        (ProtocolName::Basic, BASIC_KEYS),
-    ]
-    .into_iter()
-    .find(|(p, keys)| *p != protocol && keys.contains(&key))?
-    .0;
+    let owner = protocol_keys()
+        .into_iter()
+        .find(|(p, keys)| *p != protocol && keys.contains(&key))?
+        .0;
     Some(format!(
         "is a principal key of protocol = \"{}\", not of protocol = \"{}\"",
         owner.as_str(),
@@ -46,7 +51,12 @@ fn belongs_elsewhere(protocol: Option<ProtocolName>, key: &str) -> Option<String
 
 impl Reader<'_> {
     /// The principals of the external credential `t`, sorted by sequence.
-    pub(super) fn principals(&mut self, t: &mut Table<'_>, protocol: Option<ProtocolName>) -> Vec<Principal> {
+    pub(super) fn principals(
+        &mut self,
+        t: &mut Table<'_>,
+        protocol: Option<ProtocolName>,
+        shape: Option<&ClientShape>,
+    ) -> Vec<Principal> {
         let context = t.context.clone();
         let Some(value) = t.raw("principals") else {
             return Vec::new();
@@ -109,7 +119,7 @@ impl Reader<'_> {
                 Some(ProtocolName::Oauth2) => self.take::<String>(&mut p, "scope").map(Spanned::into_inner),
                 _ => None,
             };
-            let keys = self.principal_keys(&mut p, protocol);
+            let keys = self.principal_keys(&mut p, protocol, shape);
             self.finish(p, &keys_of(protocol), &|key| belongs_elsewhere(protocol, key));
             if let (Some(name), Some(sequence), Some(keys)) = (name, sequence, keys) {
                 principals.push(Principal {
@@ -126,18 +136,29 @@ impl Reader<'_> {
     }
 
     /// The keys that `protocol` needs of a principal.
-    fn principal_keys(&mut self, p: &mut Table<'_>, protocol: Option<ProtocolName>) -> Option<PrincipalKeys> {
+    fn principal_keys(
+        &mut self,
+        p: &mut Table<'_>,
+        protocol: Option<ProtocolName>,
+        shape: Option<&ClientShape>,
+    ) -> Option<PrincipalKeys> {
         let context = p.context.clone();
         match protocol? {
             ProtocolName::Oauth2 => {
-                let client_id = self.require::<String>(p, "client_id");
-                let secret = self.require::<RawSecret>(p, "client_secret");
-                let client_secret =
-                    secret.and_then(|s| self.secret(&format!("{context}: client_secret"), &s));
-                Some(PrincipalKeys::Client {
-                    client_id: client_id?.into_inner(),
-                    client_secret: client_secret?,
-                })
+                let shape = shape.expect("an oauth2 external credential has a client shape");
+                if let Some(provider) = &shape.provider {
+                    for key in CLIENT_KEYS {
+                        if let Some(value) = p.raw(key) {
+                            self.problem(
+                                Some(value.span()),
+                                format!("{context}: {key} is a registration key: it comes from auth provider `{provider}`"),
+                            );
+                        }
+                    }
+                    return Some(PrincipalKeys::Provider);
+                }
+                let client = self.oauth_client(p, shape.flow, shape.client_auth);
+                Some(PrincipalKeys::Client(Box::new(client?)))
             }
             ProtocolName::Basic => {
                 let username = self.require::<RawSecret>(p, "username");

@@ -32,17 +32,23 @@ impl ProtocolName {
 #[serde(rename_all = "snake_case")]
 pub enum Flow {
     ClientCredentials,
+    /// RFC 7523 §2.1: a signed assertion is the grant.
+    JwtBearer,
+    /// RFC 8693: the caller's token is exchanged for one for the upstream.
+    TokenExchange,
 }
 
 impl Flow {
     pub fn as_str(self) -> &'static str {
         match self {
             Flow::ClientCredentials => "client_credentials",
+            Flow::JwtBearer => "jwt_bearer",
+            Flow::TokenExchange => "token_exchange",
         }
     }
 }
 
-/// Where the client id and secret go in a token request.
+/// How the client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
@@ -53,6 +59,30 @@ pub enum ClientAuth {
     HeaderUnencoded,
     /// `client_id` and `client_secret` form fields.
     Body,
+    /// A signed JWT assertion (RFC 7523 §2.2); no secret is sent.
+    PrivateKeyJwt,
+    /// The TLS client certificate (RFC 8705 §2); the form carries only `client_id`.
+    TlsClientAuth,
+}
+
+impl ClientAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::Header => "header",
+            ClientAuth::HeaderUnencoded => "header_unencoded",
+            ClientAuth::Body => "body",
+            ClientAuth::PrivateKeyJwt => "private_key_jwt",
+            ClientAuth::TlsClientAuth => "tls_client_auth",
+        }
+    }
+
+    /// Whether the client authenticates with a client secret.
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            ClientAuth::Header | ClientAuth::HeaderUnencoded | ClientAuth::Body
+        )
+    }
 }
 
 /// A secret as written: the value itself, `{ env = "VAR" }` or `{ file = "PATH" }`.

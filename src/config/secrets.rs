@@ -1,20 +1,30 @@
 //! Every secret a loaded config holds, so that what the token endpoint says can be searched
 //! for them before anyone sees it (`token::redact`).
 
-use super::{Config, PrincipalKeys};
+use super::{Config, OAuthClient, PrincipalKeys};
 use crate::secret::Secret;
 
 impl Config {
-    /// Client secrets, Basic usernames and passwords, then caller tokens.
-    /// Client ids are not secrets: they appear in logs and in `check` on purpose.
+    /// Client secrets (current and staged, of principals and auth providers), Basic
+    /// usernames and passwords, then caller tokens. Client ids are not secrets: they appear
+    /// in logs and in `check` on purpose. Private keys never reach a token endpoint, so it
+    /// cannot echo them; the assertions signed with them are kept out of its text where
+    /// they are sent.
     pub fn secrets(&self) -> Vec<&Secret> {
+        fn client(c: &OAuthClient) -> [Option<&Secret>; 2] {
+            [c.client_secret.as_ref(), c.next_client_secret.as_ref()]
+        }
+        let providers = self.auth_providers.iter().flat_map(|p| client(p.client()));
         let principals = self.external_credentials.iter().flat_map(|ec| &ec.principals);
         let keys = principals.flat_map(|p| match &p.keys {
-            PrincipalKeys::Client { client_secret, .. } => vec![client_secret],
-            PrincipalKeys::Basic { username, password } => vec![username, password],
-            PrincipalKeys::None => vec![],
+            PrincipalKeys::Client(c) => client(c).to_vec(),
+            PrincipalKeys::Basic { username, password } => vec![Some(username), Some(password)],
+            PrincipalKeys::Provider | PrincipalKeys::None => vec![],
         });
-        keys.chain(self.callers.iter().filter_map(|c| c.token.as_ref()))
+        providers
+            .chain(keys)
+            .flatten()
+            .chain(self.callers.iter().filter_map(|c| c.token.as_ref()))
             .collect()
     }
 }

@@ -12,7 +12,13 @@ use super::names::check_name;
 use super::read::{Reader, Table};
 use super::{Config, LoadOptions, Problem};
 
-const TABLES: &[&str] = &["server", "callers", "external_credentials", "named_credentials"];
+const TABLES: &[&str] = &[
+    "server",
+    "callers",
+    "auth_providers",
+    "external_credentials",
+    "named_credentials",
+];
 
 pub(super) fn validate(path: &Path, text: &str, options: &LoadOptions<'_>) -> Result<Config, Vec<Problem>> {
     let mut r = Reader {
@@ -50,6 +56,7 @@ impl Reader<'_> {
         )?;
         let server = root.raw("server");
         let callers = root.raw("callers");
+        let providers = root.raw("auth_providers");
         let externals = root.raw("external_credentials");
         let nameds = root.raw("named_credentials");
         self.finish(root, TABLES, &|_| None);
@@ -68,10 +75,21 @@ impl Reader<'_> {
 
         // Every defined name is known, valid or not, so that a named credential pointing at
         // a broken external credential is not told it does not exist.
+        let mut providers_by_name = HashMap::new();
+        let mut auth_providers = Vec::new();
+        for (name, t) in self.entries("auth_providers", "auth provider", providers) {
+            let provider = self.auth_provider(&name, t).map(Arc::new);
+            if let Some(p) = &provider {
+                auth_providers.push(p.clone());
+            }
+            providers_by_name.insert(name.into_inner(), provider);
+        }
         let mut externals_by_name: HashMap<String, Option<Arc<_>>> = HashMap::new();
         let mut external_credentials = Vec::new();
         for (name, t) in self.entries("external_credentials", "external credential", externals) {
-            let ec = self.external_credential(&name, t).map(Arc::new);
+            let ec = self
+                .external_credential(&name, t, &providers_by_name)
+                .map(Arc::new);
             if let Some(ec) = &ec {
                 external_credentials.push(ec.clone());
             }
@@ -88,6 +106,7 @@ impl Reader<'_> {
         Some(Config {
             path: path.to_owned(),
             server: server?,
+            auth_providers,
             external_credentials,
             named_credentials,
             callers,

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::error::ProxyError;
 use super::routes::Routes;
+use crate::auth::oauth::{OAuth, Source};
 use crate::auth::{Credential, Tokens};
 use crate::config::Protocol;
 use crate::metrics::{Metrics, TokenCounts};
@@ -88,20 +89,31 @@ fn answer(view: &View<'_>, endpoint: Endpoint) -> Response<Full<Bytes>> {
         Endpoint::Ready if view.draining => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n"),
         Endpoint::Ready => text(StatusCode::OK, "text/plain", "ready\n"),
         Endpoint::Metrics => {
-            let tokens: Vec<TokenCounts> = view
-                .tokens
-                .live_slots()
-                .iter()
-                .map(|slot| {
-                    let status = slot.status();
-                    TokenCounts {
-                        external_credential: slot.key().external_credential.clone(),
-                        principal: slot.key().principal.clone(),
+            // Token exchange keeps a slot per subject token, and a reload can briefly
+            // leave an old slot live beside the new one: one series per principal, summed.
+            let mut tokens: Vec<TokenCounts> = Vec::new();
+            for slot in view.tokens.live_slots() {
+                let status = slot.status();
+                let key = slot.key();
+                let secret_in_use = key.grant.client().secret_in_use();
+                match tokens.last_mut() {
+                    Some(t)
+                        if t.external_credential == key.external_credential
+                            && t.principal == key.principal =>
+                    {
+                        t.fetches += status.fetches;
+                        t.failures += status.failures;
+                        t.secret_in_use = t.secret_in_use.or(secret_in_use);
+                    }
+                    _ => tokens.push(TokenCounts {
+                        external_credential: key.external_credential.clone(),
+                        principal: key.principal.clone(),
                         fetches: status.fetches,
                         failures: status.failures,
-                    }
-                })
-                .collect();
+                        secret_in_use,
+                    }),
+                }
+            }
             text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -127,16 +139,7 @@ fn credentials(routes: &Routes) -> serde_json::Value {
                 .zip(credentials)
                 .map(|(p, credential)| {
                     let token = match credential {
-                        Credential::OAuth(oauth) => {
-                            let status = oauth.slot().status();
-                            json!({
-                                "cached": status.cached,
-                                "expires_in_seconds": status.expires_in.map(|d| d.as_secs()),
-                                "fetch_count": status.fetches,
-                                "failure_count": status.failures,
-                                "last_error": status.last_error,
-                            })
-                        }
+                        Credential::OAuth(oauth) => token_state(oauth),
                         Credential::Basic(_) | Credential::None => serde_json::Value::Null,
                     };
                     json!({
@@ -154,7 +157,7 @@ fn credentials(routes: &Routes) -> serde_json::Value {
                 "external_credential": &*ec.name,
                 "protocol": ec.protocol.describe(),
                 "token_url": match &ec.protocol {
-                    Protocol::OAuth2(settings) => Some(settings.token_url.to_string()),
+                    Protocol::OAuth2(settings) => Some(settings.token_url().to_string()),
                     Protocol::Basic | Protocol::None => None,
                 },
                 "principals": principals,
@@ -162,6 +165,27 @@ fn credentials(routes: &Routes) -> serde_json::Value {
         })
         .collect();
     json!({ "named_credentials": list })
+}
+
+/// What `/.callout/credentials` says of an OAuth principal's token: never the token.
+fn token_state(oauth: &OAuth) -> serde_json::Value {
+    match oauth.source() {
+        Source::Slot(slot) => {
+            let status = slot.status();
+            json!({
+                "cached": status.cached,
+                "expires_in_seconds": status.expires_in.map(|d| d.as_secs()),
+                "fetch_count": status.fetches,
+                "failure_count": status.failures,
+                "last_error": status.last_error,
+                "client_secret_in_use": slot.key().grant.client().secret_in_use(),
+            })
+        }
+        Source::PerSubject(exchanges) => json!({
+            "exchanged_subjects": exchanges.subjects(),
+            "client_secret_in_use": exchanges.key().grant.client().secret_in_use(),
+        }),
+    }
 }
 
 /// A plain response of ours.

@@ -44,6 +44,8 @@ pub enum ProxyError {
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("{0}")]
+    SubjectTokenRequired(AuthError),
+    #[error("{0}")]
     TokenRequestFailed(TokenError),
     #[error("{0}")]
     TokenRequestTimeout(TokenError),
@@ -57,6 +59,7 @@ impl From<AuthError> for ProxyError {
     fn from(err: AuthError) -> Self {
         match err {
             AuthError::Token(err) => err.into(),
+            err @ AuthError::SubjectTokenRequired => ProxyError::SubjectTokenRequired(err),
         }
     }
 }
@@ -88,6 +91,7 @@ impl ProxyError {
             ProxyError::AdminRequired(_) => ("admin_required", StatusCode::FORBIDDEN),
             ProxyError::UpstreamBusy { .. } => ("upstream_busy", StatusCode::SERVICE_UNAVAILABLE),
             ProxyError::BodyTooLarge { .. } => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            ProxyError::SubjectTokenRequired(_) => ("subject_token_required", StatusCode::UNAUTHORIZED),
             ProxyError::TokenRequestFailed(_) => ("token_request_failed", StatusCode::BAD_GATEWAY),
             ProxyError::UpstreamUnreachable(_) => ("upstream_unreachable", StatusCode::BAD_GATEWAY),
             ProxyError::TokenRequestTimeout(_) => ("token_request_timeout", StatusCode::GATEWAY_TIMEOUT),

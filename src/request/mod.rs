@@ -26,15 +26,16 @@ pub use principal::{PERMISSION_SETS_HEADER, PrincipalIndex, asserted_sets, heade
 pub use routes::Routes;
 pub use target::{Target, TargetError, parse_target, upstream_uri};
 
+use crate::auth::oauth::TokenClients;
 use crate::auth::{Credential, Tokens};
-use crate::config::{Config, NamedCredential};
+use crate::config::{Config, NamedCredential, TlsIdentity};
 use crate::listen::{Handler, Limits};
 use crate::metrics::Metrics;
 use crate::token::Token;
 use crate::upstream::{Connector, Upstream};
 
-/// Extra trust anchors (`ca_file`) that a connector was built with.
-type TrustAnchors = Vec<CertificateDer<'static>>;
+/// Extra trust anchors (`ca_file`) and the client certificate a connector was built with.
+type TlsSetup = (Vec<CertificateDer<'static>>, Option<TlsIdentity>);
 /// `scheme://authority`.
 type Origin = String;
 
@@ -44,18 +45,17 @@ pub struct Proxy {
     tokens: Arc<Tokens>,
     /// Connectors by extra trust anchors, and upstreams by origin and trust anchors; kept
     /// across reloads so idle connections survive.
-    connectors: Mutex<HashMap<TrustAnchors, Connector>>,
-    upstreams: Mutex<HashMap<(Origin, TrustAnchors), Arc<Upstream>>>,
+    connectors: Mutex<HashMap<TlsSetup, Connector>>,
+    upstreams: Mutex<HashMap<(Origin, TlsSetup), Arc<Upstream>>>,
     metrics: Metrics,
     draining: AtomicBool,
 }
 
 impl Proxy {
     pub fn new(config: Config) -> Result<Arc<Proxy>, rustls::Error> {
-        let token_http = crate::upstream::pooled(&[])?;
         let proxy = Proxy {
             routes: ArcSwap::from_pointee(Routes::empty()),
-            tokens: Tokens::new(token_http),
+            tokens: Tokens::new(TokenClients::default()),
             connectors: Mutex::new(HashMap::new()),
             upstreams: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
@@ -86,18 +86,20 @@ impl Proxy {
 
     fn upstream_for(&self, named: &NamedCredential) -> Result<Arc<Upstream>, rustls::Error> {
         let origin = format!("{}://{}", named.url.scheme, named.url.authority);
-        let key = (origin, named.extra_roots.clone());
+        let tls: TlsSetup = (named.extra_roots.clone(), named.client_identity.clone());
+        let key = (origin, tls.clone());
         let mut upstreams = self.upstreams.lock().expect("upstream map poisoned");
         if let Some(upstream) = upstreams.get(&key) {
             return Ok(upstream.clone());
         }
         let connector = {
             let mut connectors = self.connectors.lock().expect("connector map poisoned");
-            match connectors.get(&named.extra_roots) {
+            match connectors.get(&tls) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = crate::upstream::connector(&named.extra_roots)?;
-                    connectors.insert(named.extra_roots.clone(), c.clone());
+                    let identity = tls.1.as_ref().map(|i| (i.chain.as_slice(), &*i.key));
+                    let c = crate::upstream::connector(&tls.0, identity)?;
+                    connectors.insert(tls.clone(), c.clone());
                     c
                 }
             }
@@ -109,7 +111,13 @@ impl Proxy {
     }
 
     /// Resolves `named` and `asserted` like a request, and gets the token it would use.
-    pub async fn lookup_token(&self, named: &str, asserted: &[&str]) -> Result<TokenLookup, ProxyError> {
+    /// `subject_token` is the caller's token, for token exchange.
+    pub async fn lookup_token(
+        &self,
+        named: &str,
+        asserted: &[&str],
+        subject_token: Option<&http::HeaderValue>,
+    ) -> Result<TokenLookup, ProxyError> {
         let routes = self.routes();
         let route = routes.route(named)?;
         let ec = &route.named.external_credential;
@@ -120,7 +128,7 @@ impl Proxy {
         };
         let principal = &ec.principals[chosen];
         let token = match &route.principals[chosen].credential {
-            Credential::OAuth(oauth) => Some(oauth.slot().get().await?.0),
+            Credential::OAuth(oauth) => Some(oauth.token(subject_token).await?),
             Credential::Basic(_) | Credential::None => None,
         };
         Ok(TokenLookup {

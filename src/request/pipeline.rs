@@ -23,6 +23,10 @@ use crate::metrics::{Outcome, Series};
 use crate::token::CacheOutcome;
 use crate::upstream::{BodyError, Outgoing, Prepared, RequestBody, UpstreamBody, clean_response};
 
+/// The caller's own token, for token exchange. Like every `x-callout-` header it never goes
+/// upstream.
+pub const SUBJECT_TOKEN_HEADER: http::HeaderName = http::HeaderName::from_static("x-callout-subject-token");
+
 /// What the caller's response carries: the upstream's body as it streams, or ours.
 pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
 
@@ -158,6 +162,8 @@ async fn forward<'r>(
     .await
     .map_err(body_error)?;
     let uri = upstream_uri(&named.url, &target);
+    // Taken before the headers are cleaned (every x-callout-* header stays here).
+    let subject_token = parts.headers.get(SUBJECT_TOKEN_HEADER).cloned();
     let mut outgoing = Outgoing::new(
         parts.method,
         uri,
@@ -171,7 +177,15 @@ async fn forward<'r>(
         Prepared::Streaming(body) => (None, body),
     };
 
-    let (response, applied) = attempt(route, credential, &outgoing, replay.as_ref(), first_body).await?;
+    let subject_token = subject_token.as_ref();
+    let (response, applied) = attempt(
+        route,
+        credential,
+        &outgoing,
+        (replay.as_ref(), subject_token),
+        first_body,
+    )
+    .await?;
     log.cache = applied.cache;
     if !credential.rejected(&applied, response.status().as_u16()) {
         return Ok(response);
@@ -184,7 +198,8 @@ async fn forward<'r>(
     drop(response);
     log.retried = true;
     let body = RequestBody::buffered(bytes.clone());
-    let (response, applied) = attempt(route, credential, &outgoing, Some(&bytes), body).await?;
+    let (response, applied) =
+        attempt(route, credential, &outgoing, (Some(&bytes), subject_token), body).await?;
     // Rejected again: drop what was used, so the next request does not reuse it.
     credential.rejected(&applied, response.status().as_u16());
     Ok(response)
@@ -196,7 +211,7 @@ async fn attempt(
     route: &Route,
     credential: &Credential,
     outgoing: &Outgoing,
-    buffered: Option<&Bytes>,
+    (buffered, subject_token): (Option<&Bytes>, Option<&HeaderValue>),
     body: RequestBody,
 ) -> Result<(Response<UpstreamBody>, Applied), ProxyError> {
     let mut headers = outgoing.headers.clone();
@@ -206,6 +221,7 @@ async fn attempt(
             uri: &outgoing.uri,
             headers: &mut headers,
             body: buffered,
+            subject_token,
         })
         .await?;
     let request = outgoing.request(headers, body);

@@ -119,6 +119,7 @@ impl Routes {
     pub(super) fn empty() -> Routes {
         Routes {
             config: Arc::new(Config {
+                auth_providers: Vec::new(),
                 path: Default::default(),
                 server: crate::config::Server::default(),
                 external_credentials: Vec::new(),

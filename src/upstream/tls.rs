@@ -8,12 +8,19 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub type Connector = HttpsConnector<HttpConnector>;
 
-/// Builds a pooled client for body type `B` that trusts the web roots and `extra_roots`.
-pub fn pooled<B>(extra_roots: &[CertificateDer<'static>]) -> Result<Client<Connector, B>, rustls::Error>
+/// A client certificate chain (leaf first) and its key, for mutual TLS.
+pub type Identity<'a> = (&'a [CertificateDer<'static>], &'a PrivateKeyDer<'static>);
+
+/// Builds a pooled client for body type `B` that trusts the web roots and `extra_roots`,
+/// presenting `identity` when the server asks for a client certificate.
+pub fn pooled<B>(
+    extra_roots: &[CertificateDer<'static>],
+    identity: Option<Identity<'_>>,
+) -> Result<Client<Connector, B>, rustls::Error>
 where
     B: hyper::body::Body + Send + 'static + Unpin,
     B::Data: Send,
@@ -23,12 +30,15 @@ where
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector(extra_roots)?))
+        .build(connector(extra_roots, identity)?))
 }
 
 /// A connector for http and https (rustls, ALPN h2 and http/1.1) that trusts the web roots
-/// and `extra_roots`.
-pub fn connector(extra_roots: &[CertificateDer<'static>]) -> Result<Connector, rustls::Error> {
+/// and `extra_roots`, with an optional client certificate.
+pub fn connector(
+    extra_roots: &[CertificateDer<'static>],
+    identity: Option<Identity<'_>>,
+) -> Result<Connector, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {
@@ -36,8 +46,11 @@ pub fn connector(extra_roots: &[CertificateDer<'static>]) -> Result<Connector, r
     }
     let tls = rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let tls = match identity {
+        Some((chain, key)) => tls.with_client_auth_cert(chain.to_vec(), key.clone_key())?,
+        None => tls.with_no_client_auth(),
+    };
 
     let mut http = HttpConnector::new();
     http.enforce_http(false);

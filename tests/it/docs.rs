@@ -63,7 +63,7 @@ fn scraped(text: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
 #[tokio::test]
 async fn the_documented_metrics_are_the_scraped_ones() {
     let documented = documented_metrics();
-    assert_eq!(documented.len(), 3, "the README's metrics table: {documented:?}");
+    assert_eq!(documented.len(), 4, "the README's metrics table: {documented:?}");
     let s = setup("", "", "").await;
     within(http_get(
         &s.callout.url("/Api/x"),

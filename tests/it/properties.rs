@@ -11,7 +11,6 @@ use callout::config::{Principal, PrincipalKeys, UpstreamUrl};
 use callout::request::{
     PERMISSION_SETS_HEADER, PrincipalIndex, asserted_sets, header_sets, parse_target, upstream_uri,
 };
-use callout::secret::Secret;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
@@ -476,10 +475,7 @@ fn the_lowest_sequence_granted_principal_wins() {
                 sequence,
                 permission_sets: sets.into_iter().map(Into::into).collect(),
                 scope: None,
-                keys: PrincipalKeys::Client {
-                    client_id: "id".into(),
-                    client_secret: Secret::new("secret"),
-                },
+                keys: PrincipalKeys::None,
             });
         }
         principals.sort_by_key(|p| p.sequence);

@@ -730,7 +730,7 @@ async fn refresh_on_status_retries_listed_statuses_once() {
             // Warm the cache without calling the upstream.
             callout
                 .proxy
-                .lookup_token("Api", &["Admin_Set"])
+                .lookup_token("Api", &["Admin_Set"], None)
                 .await
                 .unwrap_or_else(|e| panic!("{label}: {e}"));
             let old = token.issued()[0].clone();

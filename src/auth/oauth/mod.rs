@@ -2,26 +2,31 @@
 //! the external credential's grant (one file per grant) and renewed when the upstream
 //! rejects it.
 
+mod client_auth;
 mod client_credentials;
+mod endpoint;
+mod jwt_bearer;
 mod response;
+mod token_exchange;
+mod token_request;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use http_body_util::Full;
+use http::{HeaderMap, HeaderValue};
 
+pub use client_auth::{ClientAuthentication, Signer, StagedSecret};
 pub use client_credentials::ClientCredentials;
+pub use endpoint::{TokenClients, TokenTls};
+pub use jwt_bearer::JwtBearer;
 pub use response::parse_token_response;
+pub use token_exchange::{Exchanges, TokenExchange};
+pub use token_request::Endpoint;
 
-use super::Applied;
-use crate::config::{ExternalCredential, OAuth2, Principal};
+use super::{Applied, AuthError};
+use crate::config::{ClientAuth, ExternalCredential, Flow, OAuth2, OAuthClient, Principal};
 use crate::secret::Secret;
 use crate::token::{Fetched, Lifetimes, Mint, TokenCache, TokenError, TokenKey, TokenSlot};
-
-/// The HTTP client token requests go out on.
-pub type TokenHttp = hyper_util::client::legacy::Client<crate::upstream::Connector, Full<Bytes>>;
 
 /// The token cache of every OAuth credential.
 pub type Tokens = TokenCache<Grant>;
@@ -31,44 +36,97 @@ pub type Tokens = TokenCache<Grant>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Grant {
     ClientCredentials(ClientCredentials),
+    JwtBearer(JwtBearer),
+    TokenExchange(TokenExchange),
 }
 
 impl Mint for Grant {
-    type Client = TokenHttp;
+    type Client = TokenClients;
 
-    async fn mint(&self, http: &TokenHttp) -> Result<Fetched, TokenError> {
+    async fn mint(&self, clients: &TokenClients) -> Result<Fetched, TokenError> {
         match self {
-            Grant::ClientCredentials(cc) => cc.fetch(http).await,
+            Grant::ClientCredentials(grant) => grant.fetch(clients).await,
+            Grant::JwtBearer(grant) => grant.fetch(clients).await,
+            Grant::TokenExchange(grant) => grant.fetch(clients).await,
         }
     }
 }
 
-/// A principal's OAuth credential: its token slot and what counts as a rejection.
+impl Grant {
+    /// How the client authenticates, for display.
+    pub fn client(&self) -> &ClientAuthentication {
+        match self {
+            Grant::ClientCredentials(g) => &g.client,
+            Grant::TokenExchange(g) => &g.client,
+            Grant::JwtBearer(_) => &ClientAuthentication::None,
+        }
+    }
+}
+
+/// A principal's OAuth credential: where its token comes from and what counts as a
+/// rejection.
 #[derive(Clone)]
 pub struct OAuth {
-    slot: Arc<TokenSlot<Grant>>,
+    source: Source,
     /// Statuses that, besides 401, mean "this token is no longer good".
     refresh_on_status: Arc<[u16]>,
     reject_refresh_interval: std::time::Duration,
 }
 
+#[derive(Clone)]
+pub enum Source {
+    /// One token for every request of the principal.
+    Slot(Arc<TokenSlot<Grant>>),
+    /// A token per subject token (`flow = "token_exchange"`).
+    PerSubject(Arc<Exchanges>),
+}
+
 impl OAuth {
-    /// The credential of `principal`, whose client is `client_id` and `client_secret`.
+    /// The credential of `principal`, whose OAuth client is `client`.
     pub fn new(
         ec: &ExternalCredential,
         settings: &OAuth2,
         principal: &Principal,
-        (client_id, client_secret): (&str, &Secret),
+        client: &OAuthClient,
         tokens: &Arc<Tokens>,
     ) -> OAuth {
-        let grant = Grant::ClientCredentials(ClientCredentials {
-            token_url: settings.token_url.clone(),
-            client_id: client_id.to_owned(),
-            client_secret: client_secret.clone(),
-            client_auth: settings.client_auth,
-            scope: ec.effective_scope(principal).map(str::to_owned),
-            params: settings.token_params.clone(),
-        });
+        let registration = &settings.registration;
+        let endpoint = Endpoint {
+            url: registration.token_url.clone(),
+            tls: TokenTls {
+                roots: registration.roots.clone(),
+                identity: client.tls.clone(),
+            },
+        };
+        let scope = ec.effective_scope(principal).map(str::to_owned);
+        let params = registration.token_params.clone();
+        let signer = || Signer(client.jwt.clone().expect("validation gives JWT clients a signer"));
+        let grant = match settings.flow {
+            Flow::ClientCredentials => Grant::ClientCredentials(ClientCredentials {
+                endpoint,
+                client: authentication(registration.client_auth, client, signer),
+                scope,
+                params,
+            }),
+            Flow::JwtBearer => Grant::JwtBearer(JwtBearer {
+                endpoint,
+                client_id: client.client_id.clone(),
+                signer: signer(),
+                scope,
+                params,
+            }),
+            Flow::TokenExchange => Grant::TokenExchange(TokenExchange {
+                endpoint,
+                client: authentication(registration.client_auth, client, signer),
+                exchange: settings
+                    .exchange
+                    .clone()
+                    .expect("validation gives token_exchange its settings"),
+                scope,
+                params,
+                subject_token: Secret::new(""),
+            }),
+        };
         let key = TokenKey {
             external_credential: ec.name.clone(),
             principal: principal.name.clone(),
@@ -79,23 +137,55 @@ impl OAuth {
                 token_timeout: settings.token_timeout,
             },
         };
+        let source = match settings.flow {
+            Flow::TokenExchange => Source::PerSubject(Arc::new(Exchanges::new(key, tokens))),
+            _ => Source::Slot(tokens.slot(key)),
+        };
         OAuth {
-            slot: tokens.slot(key),
+            source,
             refresh_on_status: settings.refresh_on_status.clone().into(),
             reject_refresh_interval: settings.reject_refresh_interval,
         }
     }
 
-    pub fn slot(&self) -> &Arc<TokenSlot<Grant>> {
-        &self.slot
+    pub fn source(&self) -> &Source {
+        &self.source
     }
 
-    pub(super) async fn apply(&self, headers: &mut HeaderMap) -> Result<Applied, TokenError> {
-        let (token, cache) = self.slot.get().await?;
+    /// The slot of a request with `subject_token` (the caller's, for token exchange).
+    fn slot_for(&self, subject_token: Option<&HeaderValue>) -> Result<Arc<TokenSlot<Grant>>, AuthError> {
+        match &self.source {
+            Source::Slot(slot) => Ok(slot.clone()),
+            Source::PerSubject(exchanges) => {
+                let token = subject_token
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|t| !t.is_empty())
+                    .ok_or(AuthError::SubjectTokenRequired)?;
+                Ok(exchanges.slot(token))
+            }
+        }
+    }
+
+    /// The token a request with `subject_token` would use.
+    pub async fn token(
+        &self,
+        subject_token: Option<&HeaderValue>,
+    ) -> Result<Arc<crate::token::Token>, AuthError> {
+        Ok(self.slot_for(subject_token)?.get().await?.0)
+    }
+
+    pub(super) async fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        subject_token: Option<&HeaderValue>,
+    ) -> Result<Applied, AuthError> {
+        let slot = self.slot_for(subject_token)?;
+        let (token, cache) = slot.get().await?;
         headers.insert(AUTHORIZATION, token.authorization().clone());
         Ok(Applied {
             token: Some(token),
             cache: Some(cache),
+            slot: Some(slot),
         })
     }
 
@@ -103,9 +193,36 @@ impl OAuth {
         if status != 401 && !self.refresh_on_status.contains(&status) {
             return false;
         }
-        applied
-            .token
-            .as_ref()
-            .is_some_and(|token| self.slot.reject(token, self.reject_refresh_interval))
+        match (&applied.token, &applied.slot) {
+            (Some(token), Some(slot)) => slot.reject(token, self.reject_refresh_interval),
+            _ => false,
+        }
+    }
+}
+
+/// How `client` authenticates with `mode` (not used by `jwt_bearer`).
+fn authentication(
+    mode: ClientAuth,
+    client: &OAuthClient,
+    signer: impl Fn() -> Signer,
+) -> ClientAuthentication {
+    let client_id = client.client_id.clone();
+    match mode {
+        ClientAuth::PrivateKeyJwt => ClientAuthentication::PrivateKeyJwt {
+            client_id,
+            jwt: signer(),
+        },
+        ClientAuth::TlsClientAuth => ClientAuthentication::Tls { client_id },
+        ClientAuth::Header | ClientAuth::HeaderUnencoded | ClientAuth::Body => ClientAuthentication::Secret {
+            client_id,
+            mode,
+            secret: StagedSecret::new(
+                client
+                    .client_secret
+                    .clone()
+                    .expect("validation gives secret clients a secret"),
+                client.next_client_secret.clone(),
+            ),
+        },
     }
 }

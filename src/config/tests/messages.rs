@@ -81,7 +81,7 @@ fn unknown_keys_get_a_suggestion_or_the_list() {
     only_problem(
         "[server]\n",
         "[zzz]\n[server]\n",
-        "unknown key `zzz`; expected `server`, `callers`, `external_credentials` or `named_credentials`",
+        "unknown key `zzz`; expected `server`, `callers`, `auth_providers`, `external_credentials` or `named_credentials`",
     );
 }
 

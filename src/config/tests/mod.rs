@@ -72,7 +72,7 @@ fn oauth(config: &Config) -> &super::OAuth2 {
 
 fn client_secret(p: &super::Principal) -> &str {
     match &p.keys {
-        PrincipalKeys::Client { client_secret, .. } => client_secret.expose(),
+        PrincipalKeys::Client(client) => client.client_secret.as_ref().unwrap().expose(),
         other => panic!("not an oauth2 principal: {other:?}"),
     }
 }
@@ -101,10 +101,10 @@ fn loads_every_key() {
     assert_eq!(nc.headers["x-request-source"], "callout");
     let ec = &nc.external_credential;
     let settings = oauth(&config);
-    assert_eq!(settings.client_auth, ClientAuth::Body);
+    assert_eq!(settings.client_auth(), ClientAuth::Body);
     assert_eq!(settings.refresh_on_status, vec![403, 500]);
     assert_eq!(
-        settings.token_params,
+        settings.registration.token_params,
         vec![("audience".to_owned(), "https://api.example.com".to_owned())]
     );
     assert_eq!(settings.default_token_ttl, Some(Duration::from_secs(7200)));
