@@ -7,9 +7,11 @@ mod support;
 
 mod callers;
 mod cli;
+mod delegation;
 mod docs;
 mod errors;
 mod faults;
+mod flows;
 mod hardening;
 mod hostile;
 mod keepalive;

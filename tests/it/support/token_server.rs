@@ -214,6 +214,8 @@ struct State {
     expires_in: Mutex<ExpiresIn>,
     fault: Mutex<Fault>,
     delay: Mutex<Duration>,
+    /// When set, only this client secret is accepted (else 401 `invalid_client`).
+    accepted_secret: Mutex<Option<String>>,
 }
 
 impl TokenServer {
@@ -235,6 +237,7 @@ impl TokenServer {
             expires_in: Mutex::new(ExpiresIn::Number(3600)),
             fault: Mutex::new(Fault::None),
             delay: Mutex::new(Duration::ZERO),
+            accepted_secret: Mutex::new(None),
         });
         let handler_state = state.clone();
         let server = Server::start(move |req| handle(handler_state.clone(), req)).await;
@@ -284,6 +287,11 @@ impl TokenServer {
     }
 
     /// Delay before every response, on top of any `Fault::Delay`.
+    /// Accept only `secret` (Basic or form) from now on; `None` accepts any.
+    pub fn set_accepted_secret(&self, secret: Option<&str>) {
+        *lock(&self.state.accepted_secret) = secret.map(str::to_owned);
+    }
+
     pub fn set_delay(&self, d: Duration) {
         *lock(&self.state.delay) = d;
     }
@@ -335,6 +343,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
     };
     let scope = request.form_value("scope");
     let echo = echo(&request);
+    let sent_secret = request
+        .basic_auth()
+        .map(|(_, s)| s)
+        .or_else(|| request.form_value("client_secret"));
+    let refused = lock(&state.accepted_secret)
+        .as_ref()
+        .is_some_and(|accepted| sent_secret.as_ref() != Some(accepted));
     lock(&state.log).push(request);
 
     let delay = *lock(&state.delay);
@@ -351,6 +366,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
         return resp;
     }
 
+    if refused {
+        return json_response(StatusCode::UNAUTHORIZED, &json!({ "error": "invalid_client" }));
+    }
     let fault = lock(&state.fault).clone();
     match fault {
         Fault::None => state.issue(arrived, scope, "Bearer"),
