@@ -53,8 +53,15 @@ async fn token_exchange_trades_each_subject_token_once_and_never_forwards_it() {
         assert_eq!(status, StatusCode::OK);
     }
     let log = token.requests_log();
-    let subjects: Vec<String> = log.iter().map(|r| r.form_value("subject_token").unwrap()).collect();
-    assert_eq!(subjects, ["alice-token", "bob-token"], "one exchange per subject token");
+    let subjects: Vec<String> = log
+        .iter()
+        .map(|r| r.form_value("subject_token").unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        ["alice-token", "bob-token"],
+        "one exchange per subject token"
+    );
     let r = &log[0];
     assert_eq!(
         r.form_value("grant_type").as_deref(),
@@ -64,7 +71,10 @@ async fn token_exchange_trades_each_subject_token_once_and_never_forwards_it() {
         r.form_value("subject_token_type").as_deref(),
         Some("urn:ietf:params:oauth:token-type:access_token")
     );
-    assert_eq!(r.form_value("audience").as_deref(), Some("https://orders.example"));
+    assert_eq!(
+        r.form_value("audience").as_deref(),
+        Some("https://orders.example")
+    );
     assert_eq!(r.form_value("client_secret").as_deref(), Some("gateway-secret"));
 
     // Alice's and Bob's calls went out with their own exchanged tokens, never the subject's.
@@ -75,7 +85,10 @@ async fn token_exchange_trades_each_subject_token_once_and_never_forwards_it() {
     assert_eq!(bearer(2), format!("Bearer {}", issued[1]));
     assert_eq!(bearer(3), bearer(0));
     for s in &seen {
-        assert!(s.headers.get(SUBJECT).is_none(), "the subject token went upstream");
+        assert!(
+            s.headers.get(SUBJECT).is_none(),
+            "the subject token went upstream"
+        );
         assert!(!format!("{:?}", s.headers).contains("alice-token"));
     }
 
@@ -83,7 +96,10 @@ async fn token_exchange_trades_each_subject_token_once_and_never_forwards_it() {
     let credentials: Value = serde_json::from_slice(&body).unwrap();
     let state = &credentials["named_credentials"][0]["principals"][0]["token"];
     assert_eq!(state["exchanged_subjects"], 2);
-    assert!(!body.windows(5).any(|w| w == b"alice"), "a subject token in the admin view");
+    assert!(
+        !body.windows(5).any(|w| w == b"alice"),
+        "a subject token in the admin view"
+    );
 }
 
 #[tokio::test]
@@ -96,7 +112,10 @@ async fn an_expired_jwt_subject_is_exchanged_anew_rather_than_cached() {
     let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     let expired = format!("{}.{}.x", b64(r#"{"alg":"none"}"#), b64(r#"{"exp":1000}"#));
     for _ in 0..2 {
-        let headers = [("x-callout-permission-sets", "Users"), (SUBJECT, expired.as_str())];
+        let headers = [
+            ("x-callout-permission-sets", "Users"),
+            (SUBJECT, expired.as_str()),
+        ];
         let (status, _, _) = http_get(&callout.url("/Orders/x"), &headers).await;
         assert_eq!(status, StatusCode::OK);
     }
@@ -170,7 +189,7 @@ external_credential = "Own"
 
 #[tokio::test]
 async fn an_auth_provider_registration_serves_several_external_credentials_and_a_change_renews_only_its_tokens()
-{
+ {
     let token = TokenServer::start().await;
     let upstream = Upstream::start().await;
     let callout = Callout::start(&provider_config(&token, &upstream, "v1")).await;

@@ -21,7 +21,9 @@ pub(crate) fn key_pem(name: &str) -> String {
 }
 
 fn b64(part: &str) -> Vec<u8> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap()
 }
 
 /// Checks `jws`'s signature with the public half of `key` and returns header and claims.
@@ -132,7 +134,11 @@ async fn private_key_jwt_signs_a_fresh_assertion_per_token_request_and_sends_no_
     for (i, (alg, key)) in ALGORITHMS.iter().enumerate() {
         let client_id = format!("client-{i}");
         let requests = by_client(&log, &client_id);
-        assert_eq!(requests.len(), 2, "{client_id}: one token request, then one after the rejection");
+        assert_eq!(
+            requests.len(),
+            2,
+            "{client_id}: one token request, then one after the rejection"
+        );
         for r in requests {
             assert_eq!(r.form_value("grant_type").as_deref(), Some("client_credentials"));
             assert_eq!(
@@ -147,7 +153,11 @@ async fn private_key_jwt_signs_a_fresh_assertion_per_token_request_and_sends_no_
             assert_eq!(header["typ"], "JWT");
             assert_eq!(claims["iss"], client_id.as_str());
             assert_eq!(claims["sub"], client_id.as_str());
-            assert_eq!(claims["aud"], token.url().as_str(), "the default aud is the token URL");
+            assert_eq!(
+                claims["aud"],
+                token.url().as_str(),
+                "the default aud is the token URL"
+            );
             let (iat, exp) = (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
             assert_eq!(exp - iat, 120, "jwt_lifetime defaults to 2m");
             assert_eq!(claims["nbf"].as_u64(), Some(iat));
@@ -254,7 +264,10 @@ async fn a_staged_secret_takes_over_when_the_current_one_is_refused() {
     let (status, _, _) = http_get(&callout.url("/Api/x"), &sets("Svc")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(token.requests(), 1);
-    assert_eq!(token.last_request().unwrap().basic_auth().unwrap().1, "old-secret");
+    assert_eq!(
+        token.last_request().unwrap().basic_auth().unwrap().1,
+        "old-secret"
+    );
 
     // The provider deletes the old secret: one refusal, one try with the staged secret.
     token.set_accepted_secret(Some("new-secret"));
@@ -281,7 +294,10 @@ async fn a_staged_secret_takes_over_when_the_current_one_is_refused() {
     let (status, _, _) = http_get(&callout.url("/Api/x"), &sets("Svc")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(token.requests(), 4);
-    assert_eq!(token.last_request().unwrap().basic_auth().unwrap().1, "new-secret");
+    assert_eq!(
+        token.last_request().unwrap().basic_auth().unwrap().1,
+        "new-secret"
+    );
 }
 
 #[tokio::test]

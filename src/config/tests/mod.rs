@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::validate::validate;
 use super::{ClientAuth, Config, LoadOptions, PrincipalKeys, Problem, Protocol};
 
+mod flows;
 mod messages;
 
 const GOOD: &str = r#"
