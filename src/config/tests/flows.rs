@@ -115,7 +115,7 @@ fn private_key_jwt_needs_a_key_that_can_sign_and_no_secret() {
         JWT,
         &format!("{RSA}\njwt_subject = \"u\""),
         "",
-        "jwt_subject is not used with client_auth = \"private_key_jwt\"",
+        "jwt_subject is used only by flow = \"jwt_bearer\"",
     );
     one(
         "",
