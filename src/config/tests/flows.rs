@@ -119,7 +119,7 @@ fn private_key_jwt_needs_a_key_that_can_sign_and_no_secret() {
     );
     one(
         "",
-        "signing_algorithm = \"ES256\"",
+        "client_secret = \"s\"\nsigning_algorithm = \"ES256\"",
         "",
         "signing_algorithm is not used with client_auth = \"header\"",
     );
