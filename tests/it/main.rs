@@ -18,6 +18,7 @@ mod keepalive;
 mod process;
 mod properties;
 mod protocols;
+mod rotation;
 mod routing;
 mod sanitize;
 mod smoke;

@@ -32,7 +32,7 @@ const EXIT: Duration = Duration::from_secs(10);
 /// Bound for "wait until" loops on observable state.
 const EVENTUALLY: Duration = Duration::from_secs(5);
 /// Stands for the listen address in config templates; replaced with a free port.
-const LISTEN: &str = "@LISTEN@";
+pub(crate) const LISTEN: &str = "@LISTEN@";
 
 // === child processes ===
 
@@ -75,7 +75,7 @@ impl Capture {
 }
 
 /// A running child; killed and reaped when dropped, so no test leaks a process.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     stdout: Capture,
     stderr: Capture,
@@ -127,7 +127,7 @@ impl Proc {
         }
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.pid().to_string()])
             .status()
@@ -168,8 +168,8 @@ async fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// `callout serve` on a free loopback port, ready to take requests.
-struct Serving {
-    proc: Proc,
+pub(crate) struct Serving {
+    pub(crate) proc: Proc,
     addr: SocketAddr,
     config: PathBuf,
     _dir: tempfile::TempDir,
@@ -178,7 +178,12 @@ struct Serving {
 impl Serving {
     /// Writes `template` (with `@LISTEN@` for the address) and `files` into a fresh folder and
     /// serves it.
-    async fn start(template: &str, files: &[(&str, &str)], args: &[&str], env: &[(&str, &str)]) -> Serving {
+    pub(crate) async fn start(
+        template: &str,
+        files: &[(&str, &str)],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serving {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
@@ -208,21 +213,26 @@ impl Serving {
         panic!("no free port could be bound in three tries");
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The folder the config and its files are in.
+    pub(crate) fn config_dir(&self) -> &Path {
+        self.config.parent().unwrap()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// Replaces the config file (the listen address stays the same).
-    fn rewrite(&self, template: &str) {
+    pub(crate) fn rewrite(&self, template: &str) {
         write_private(&self.config, &template.replace(LISTEN, &self.addr.to_string()));
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         strip_ansi(&self.proc.stderr.text())
     }
 
     /// Sends `signal` and waits for the process to exit; returns its status and all of stderr.
-    async fn stop(mut self, signal: &str) -> (ExitStatus, String) {
+    pub(crate) async fn stop(mut self, signal: &str) -> (ExitStatus, String) {
         self.proc.signal(signal);
         let status = self.proc.wait_exit(EXIT).await;
         (status, self.proc.stderr.finish())
@@ -262,7 +272,7 @@ async fn wait_ready(proc: &mut Proc, addr: SocketAddr) -> Result<(), String> {
 }
 
 /// Waits (bounded) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,

@@ -214,7 +214,8 @@ struct State {
     expires_in: Mutex<ExpiresIn>,
     fault: Mutex<Fault>,
     delay: Mutex<Duration>,
-    /// When set, only this client secret is accepted (else 401 `invalid_client`).
+    /// When set, a request with another client secret gets 401 `invalid_client` (one
+    /// without a secret, authenticated otherwise, is not judged).
     accepted_secret: Mutex<Option<String>>,
 }
 
@@ -349,7 +350,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RespBody>
         .or_else(|| request.form_value("client_secret"));
     let refused = lock(&state.accepted_secret)
         .as_ref()
-        .is_some_and(|accepted| sent_secret.as_ref() != Some(accepted));
+        .is_some_and(|accepted| sent_secret.as_ref().is_some_and(|sent| sent != accepted));
     lock(&state.log).push(request);
 
     let delay = *lock(&state.delay);
