@@ -2,16 +2,25 @@
 //!
 //! Two independent servers from the npm registry run on loopback as child processes:
 //! `oidc-provider` (OpenID Certified; `tests/interop/oidc.mjs`) and `oauth2-mock-server`
-//! (`tests/interop/mock.mjs`). callout runs in-process, gets its tokens from them, and
-//! forwards to upstreams that VERIFY every token against the server that minted it: by RFC
-//! 7662 introspection (`IntrospectingUpstream`, in Rust) or by the server's JWKS
-//! (`tests/interop/rs.mjs`, with `jose`). Quirks found are in `tests/interop/README.md`.
+//! (`tests/interop/mock.mjs`), plus Authlib from PyPI for the JWT bearer grant
+//! (`tests/interop/authlib_server.py`). callout runs in-process, gets its tokens from them,
+//! and forwards to upstreams that VERIFY every token against the server that minted it: by
+//! RFC 7662 introspection (`IntrospectingUpstream`, in Rust), by the server's JWKS
+//! (`tests/interop/rs.mjs`, with `jose`), or by the server itself (Authlib's API). The flows
+//! beyond client secrets (private_key_jwt, tls_client_auth, token exchange, JWT bearer) are in
+//! `tests/interop/flows.rs`. Quirks found are in `tests/interop/README.md`.
 //!
 //! Needs node (20.19+) and npm; the first test runs `npm ci --prefix tests/interop` when
-//! `tests/interop/node_modules` does not match the lock file. Without them the suite fails.
+//! `tests/interop/node_modules` does not match the lock file. The Authlib tests need python3
+//! with venv and the venv `$CALLOUT_VENV` (default `target/ci-venv`), which they create and
+//! fill from `tests/interop/requirements.txt` when needed; the RSA test keys need `openssl`.
+//! Without any of them the suite fails; it never skips.
 
 #[path = "interop/support.rs"]
 mod support;
+
+#[path = "interop/flows.rs"]
+mod flows;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

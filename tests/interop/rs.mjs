@@ -7,7 +7,7 @@
 //   { "issuer": "...", "jwks_uri": "...", "audience": "..." (optional), "typ": "..." (optional) }
 //
 // Every request but `GET /__stats` needs `Authorization: Bearer <jwt>`:
-//   valid   -> 200 {"claims": {...}, "method", "path"}
+//   valid   -> 200 {"claims": {...}, "typ", "method", "path", "headers": every request header}
 //   invalid -> 401 {"error": "invalid_token", "reason"} with WWW-Authenticate: Bearer
 // `GET /__stats` -> {"accepted", "rejected", "reasons": {reason: count}, "tokens": distinct
 // tokens accepted, "late": accepted at or after `exp` by the exact clock (the servers and jose
@@ -75,7 +75,13 @@ const server = http.createServer(async (req, res) => {
     seen.add(token);
     stats.tokens = seen.size;
   }
-  send(res, 200, { claims: payload, typ: header.typ, method: req.method, path: req.url });
+  send(res, 200, {
+    claims: payload,
+    typ: header.typ,
+    method: req.method,
+    path: req.url,
+    headers: req.headers,
+  });
 });
 
 await new Promise((resolve, reject) => {

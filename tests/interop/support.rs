@@ -1,6 +1,7 @@
-//! Fixtures for the interop suite: the node servers (`oidc.mjs`, `mock.mjs`, `rs.mjs`) as
-//! child processes, callout in-process, an RFC 7662 introspecting upstream, and a small
-//! HTTP client.
+//! Fixtures for the interop suite: the node servers (`oidc.mjs`, `mock.mjs`, `rs.mjs`) and
+//! the Authlib server (`authlib_server.py`, in a Python venv) as child processes, callout
+//! in-process, an RFC 7662 introspecting upstream, a small HTTP(S) client, and test keys and
+//! certificates made at run time.
 
 #![allow(dead_code)]
 
@@ -29,6 +30,8 @@ use tokio::task::JoinHandle;
 
 /// How long `npm ci` may take.
 const NPM_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long creating the Python venv and `pip install` may take.
+const PIP_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a node server may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Any single HTTP exchange made by the tests.
@@ -151,12 +154,14 @@ fn collect_output(child: &mut Child) -> Arc<Mutex<String>> {
     out
 }
 
-/// A node script from `tests/interop` running as a child process. It exits when its stdin
-/// closes; dropping this closes stdin, kills it and reaps it.
+/// A server script from `tests/interop` (node, or Python for Authlib) running as a child
+/// process. It exits when its stdin closes; dropping this closes stdin, kills it and reaps it.
 pub struct NodeServer {
     pub name: &'static str,
     /// The JSON line the script printed once listening.
     pub ready: Value,
+    /// The CA that signed its HTTPS certificate, when it serves HTTPS.
+    pub ca_pem: Option<String>,
     child: Child,
     stdin: Option<ChildStdin>,
     stderr: Arc<Mutex<String>>,
@@ -167,15 +172,24 @@ impl NodeServer {
     /// variable `env`, and waits for its ready line.
     pub fn start(script: &'static str, env: &str, config: &Value) -> NodeServer {
         ensure_node_modules();
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg(script)
             .current_dir(interop_dir())
-            .env(env, config.to_string())
+            .env(env, config.to_string());
+        NodeServer::spawn(script, command)
+    }
+
+    /// Runs `command` (stdin, stdout and stderr are piped here) and waits for the one JSON
+    /// line it prints on stdout once listening.
+    pub fn spawn(name: &'static str, mut command: Command) -> NodeServer {
+        let script = name;
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `node {script}`: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start `{script}`: {e}"));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
         let stderr_pipe = child.stderr.take().unwrap();
@@ -202,6 +216,7 @@ impl NodeServer {
         let mut server = NodeServer {
             name: script,
             ready: Value::Null,
+            ca_pem: None,
             child,
             stdin,
             stderr,
@@ -212,7 +227,7 @@ impl NodeServer {
                 let status = server.child.try_wait().ok().flatten();
                 std::thread::sleep(Duration::from_millis(200));
                 panic!(
-                    "`node {script}` did not report ready within {READY_TIMEOUT:?} (exit: {status:?}); stderr:\n{}",
+                    "`{script}` did not report ready within {READY_TIMEOUT:?} (exit: {status:?}); stderr:\n{}",
                     server.stderr()
                 );
             }
@@ -236,8 +251,17 @@ impl NodeServer {
     /// `GET <base>/__stats` of a script that has one.
     pub async fn stats(&self, base_key: &str) -> Value {
         let url = format!("{}/__stats", self.get(base_key).trim_end_matches('/'));
-        let (status, _, body) = http(Method::GET, &url, &[], Bytes::new()).await;
-        assert_eq!(status, 200, "{url}");
+        self.get_json(&url).await
+    }
+
+    /// `GET url` (HTTPS trusting `ca_pem` when set), which must answer 200 with JSON.
+    pub async fn get_json(&self, url: &str) -> Value {
+        let (status, _, body) =
+            match try_http_ca(Method::GET, url, &[], Bytes::new(), self.ca_pem.as_deref()).await {
+                Ok(r) => r,
+                Err(e) => panic!("GET {url} failed: {e}"),
+            };
+        assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).unwrap()
     }
 }
@@ -260,9 +284,316 @@ pub fn mock_server(config: Value) -> NodeServer {
     NodeServer::start("mock.mjs", "MOCK_CONFIG", &config)
 }
 
+/// oidc-provider over HTTPS (see `oidc.mjs`): `config` plus `tls` naming the server
+/// certificate and key of `pki` and its CA, which `stats()` then trusts.
+pub fn oidc_provider_tls(mut config: Value, pki: &Pki) -> NodeServer {
+    config["tls"] = json!({
+        "cert": pki.path("server.pem"),
+        "key": pki.path("server.key"),
+        "ca": pki.path("ca.pem"),
+    });
+    let mut server = oidc_provider(config);
+    server.ca_pem = Some(pki.ca_pem.clone());
+    server
+}
+
 /// A JWT-verifying resource server (see `rs.mjs`); its `url` is in `ready["url"]`.
 pub fn jwks_resource_server(config: Value) -> NodeServer {
     NodeServer::start("rs.mjs", "RS_CONFIG", &config)
+}
+
+/// The Authlib JWT bearer server and its API (see `authlib_server.py`), run with the venv's
+/// python; `ready` has `issuer`, `token_endpoint` and `api`.
+pub fn authlib_server(config: Value) -> NodeServer {
+    let python = venv_python();
+    let mut command = Command::new(python);
+    command
+        .arg("authlib_server.py")
+        .current_dir(interop_dir())
+        .env("AUTHLIB_CONFIG", config.to_string())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    NodeServer::spawn("authlib_server.py", command)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python: the venv that runs authlib_server.py
+
+/// The venv's folder: `$CALLOUT_VENV` (what `.ci/run` exports), else `target/ci-venv` in
+/// the package (where `.ci/run` creates it by default).
+fn venv_dir() -> PathBuf {
+    match std::env::var_os("CALLOUT_VENV") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("ci-venv"),
+    }
+}
+
+/// The venv's python, with every package `tests/interop/requirements.txt` pins installed at
+/// its pinned version: creates the venv and runs `pip install -r` when needed, at most once
+/// per test process. Panics (never skips) when that cannot be done.
+pub fn venv_python() -> PathBuf {
+    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match READY.get_or_init(prepare_venv) {
+        Ok(python) => python.clone(),
+        Err(e) => panic!("interop suite cannot run: {e}"),
+    }
+}
+
+fn prepare_venv() -> Result<PathBuf, String> {
+    let dir = venv_dir();
+    let python = dir.join("bin").join("python");
+    let requirements = interop_dir().join("requirements.txt");
+    let pins = pinned_requirements(&requirements)?;
+    if !python.exists() {
+        let mut venv = Command::new("python3");
+        venv.args(["-m", "venv"]).arg(&dir);
+        run_bounded(venv, &format!("python3 -m venv {}", dir.display()), PIP_TIMEOUT).map_err(|e| {
+            format!(
+                "{e}\n(the Authlib server needs Python 3.9+ with the venv module, e.g. Debian's python3-venv)"
+            )
+        })?;
+    }
+    if missing_pins(&python, &pins)?.is_empty() {
+        return Ok(python);
+    }
+    let mut pip = Command::new(&python);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-r",
+    ])
+    .arg(&requirements);
+    run_bounded(
+        pip,
+        &format!(
+            "{} -m pip install -r tests/interop/requirements.txt (needs the PyPI registry)",
+            python.display()
+        ),
+        PIP_TIMEOUT,
+    )?;
+    let missing = missing_pins(&python, &pins)?;
+    if missing.is_empty() {
+        Ok(python)
+    } else {
+        Err(format!(
+            "`pip install` succeeded but the venv {} still lacks: {}",
+            dir.display(),
+            missing.join(", ")
+        ))
+    }
+}
+
+/// `name==version` lines of a requirements file.
+fn pinned_requirements(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            line.split_once("==")
+                .map(|(name, version)| (name.trim().to_owned(), version.trim().to_owned()))
+                .ok_or_else(|| format!("{}: `{line}` is not pinned with ==", path.display()))
+        })
+        .collect()
+}
+
+/// The pinned packages the venv does not have at their pinned version ("name have != want").
+fn missing_pins(python: &Path, pins: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
+    const CHECK: &str = r#"
+import json, sys
+from importlib.metadata import PackageNotFoundError, version
+for name, want in json.loads(sys.argv[1]).items():
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        have = None
+    if have != want:
+        print(f"{name} {have} != {want}")
+"#;
+    let output = Command::new(python)
+        .args(["-c", CHECK])
+        .arg(serde_json::to_string(pins).unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} does not run ({}): {}\n(delete the venv {} to have it made again)",
+            python.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            python.parent().and_then(Path::parent).unwrap_or(python).display(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Runs `command` to completion within `timeout`; its output is in the error.
+fn run_bounded(mut command: Command, what: &str, timeout: Duration) -> Result<(), String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("`{what}` cannot be started: {e}"))?;
+    let output = collect_output(&mut child);
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                // Let the reader threads catch the last of the output.
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(format!("`{what}` failed ({status}):\n{}", output.lock().unwrap()));
+            }
+            Ok(None) if started.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("`{what}` took over {timeout:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(format!("waiting for `{what}`: {e}")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test keys and certificates, made at run time
+
+/// Runs `openssl` with `args`, `input` on its stdin; its stdout. Panics (never skips) when
+/// openssl is missing or fails.
+pub fn openssl(args: &[&str], input: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("interop suite cannot run: `openssl` is not runnable ({e}); it makes the RSA test keys")
+        });
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    assert!(
+        output.status.success(),
+        "`openssl {}` failed ({}): {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A fresh RSA 2048 private key, PKCS#8 PEM (`BEGIN PRIVATE KEY`).
+pub fn rsa_private_key() -> String {
+    openssl(
+        &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        "",
+    )
+}
+
+/// A fresh EC private key (`rcgen::PKCS_ECDSA_P256_SHA256` or `_P384_SHA384`), PKCS#8 PEM.
+pub fn ec_private_key(alg: &'static rcgen::SignatureAlgorithm) -> String {
+    rcgen::KeyPair::generate_for(alg).unwrap().serialize_pem()
+}
+
+/// The same private key in its algorithm's own format: PKCS#1 (`BEGIN RSA PRIVATE KEY`) for
+/// RSA, SEC1 (`BEGIN EC PRIVATE KEY`) for EC.
+pub fn traditional_pem(private_pem: &str) -> String {
+    openssl(&["pkey", "-traditional"], private_pem)
+}
+
+/// The public half of a private key, SPKI PEM (`BEGIN PUBLIC KEY`).
+pub fn public_pem(private_pem: &str) -> String {
+    openssl(&["pkey", "-pubout"], private_pem)
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate (subject `CN=<client
+/// CN>`), all ECDSA P-256, made with rcgen; PEM files in `dir`: `ca.pem`, `server.pem`,
+/// `server.key`, `client.pem`, `client.key` (keys PKCS#8).
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+    /// The client certificate, DER (for its RFC 8705 `x5t#S256` thumbprint).
+    pub client_der: Vec<u8>,
+}
+
+impl Pki {
+    pub fn new(client_cn: &str) -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+            Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+        };
+        fn named(cn: &str) -> DistinguishedName {
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, cn);
+            dn
+        }
+        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        ca.distinguished_name = named("callout interop test CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+
+        let server_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        server.distinguished_name = named("127.0.0.1");
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+
+        let client_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client.distinguished_name = named(client_cn);
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client.signed_by(&client_key, &issuer).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        for (name, pem) in [
+            ("ca.pem", ca_cert.pem()),
+            ("server.pem", server_cert.pem()),
+            ("server.key", server_key.serialize_pem()),
+            ("client.pem", client_cert.pem()),
+            ("client.key", client_key.serialize_pem()),
+        ] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        Pki {
+            dir,
+            ca_pem: ca_cert.pem(),
+            client_der: client_cert.der().to_vec(),
+        }
+    }
+
+    /// The absolute path of one of the files, as a string.
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// RFC 8705 §3.1 `x5t#S256` of the client certificate: base64url(SHA-256(DER)).
+    pub fn client_thumbprint(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, &self.client_der))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,13 +637,13 @@ impl Callout {
 
     /// `GET /NAME/path` through callout, as a caller holding `permission_sets`.
     pub async fn get(&self, path: &str, permission_sets: &str) -> (StatusCode, HeaderMap, Value) {
-        let (status, headers, body) = http(
-            Method::GET,
-            &self.url(path),
-            &[("x-callout-permission-sets", permission_sets)],
-            Bytes::new(),
-        )
-        .await;
+        self.get_with(path, &[("x-callout-permission-sets", permission_sets)])
+            .await
+    }
+
+    /// `GET /NAME/path` through callout with `headers`; the body read as JSON.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
+        let (status, headers, body) = http(Method::GET, &self.url(path), headers, Bytes::new()).await;
         let json = serde_json::from_slice(&body)
             .unwrap_or_else(|_| json!({ "non_json_body": String::from_utf8_lossy(&body).into_owned() }));
         (status, headers, json)
@@ -409,6 +740,18 @@ pub async fn try_http(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+    try_http_ca(method, url, headers, body, None).await
+}
+
+/// One exchange with a deadline, plain HTTP or HTTPS; HTTPS trusts only `ca_pem` (none
+/// when `None`).
+pub async fn try_http_ca(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    ca_pem: Option<&str>,
+) -> Result<(StatusCode, HeaderMap, Bytes), String> {
     let mut request = Request::builder().method(method).uri(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -416,7 +759,7 @@ pub async fn try_http(
     let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
     // Connections are pooled per runtime: a client from another test's (finished) runtime
     // would hand out dead connections, so build one here; it is cheap.
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = https_client(ca_pem);
     let exchange = async {
         let response = client.request(request).await.map_err(|e| format!("{e:?}"))?;
         let (parts, body) = response.into_parts();
@@ -431,6 +774,32 @@ pub async fn try_http(
 /// A pooled client, for load loops (make one per test: its pool is tied to the runtime).
 pub fn pooled_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client for plain HTTP and for HTTPS to servers whose certificate `ca_pem` (when given)
+/// signed; no other trust anchor.
+pub fn https_client(ca_pem: Option<&str>) -> HttpsClient {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = ca_pem {
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("CA PEM")).expect("CA certificate");
+        }
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 /// HTTP Basic credentials as RFC 6749 §2.3.1 wants them: each half form-urlencoded.
@@ -465,7 +834,7 @@ struct Introspector {
     endpoint: String,
     authorization: String,
     stats: Arc<IntrospectionStats>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpsClient,
 }
 
 impl IntrospectingUpstream {
@@ -473,6 +842,16 @@ impl IntrospectingUpstream {
     /// client `id`/`secret` (client_secret_basic); `active: true` → 200 with the
     /// introspection response as body, else 401 `invalid_token`.
     pub async fn start(endpoint: &str, id: &str, secret: &str) -> IntrospectingUpstream {
+        IntrospectingUpstream::start_with_ca(endpoint, id, secret, None).await
+    }
+
+    /// The same with an `https://` introspection endpoint whose certificate `ca_pem` signed.
+    pub async fn start_with_ca(
+        endpoint: &str,
+        id: &str,
+        secret: &str,
+        ca_pem: Option<&str>,
+    ) -> IntrospectingUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(IntrospectionStats::default());
@@ -480,7 +859,7 @@ impl IntrospectingUpstream {
             endpoint: endpoint.to_owned(),
             authorization: basic_rfc6749(id, secret),
             stats: stats.clone(),
-            client: pooled_client(),
+            client: https_client(ca_pem),
         });
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
