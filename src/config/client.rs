@@ -68,7 +68,8 @@ impl Needs {
         let used = match key {
             "client_secret" | "next_client_secret" => self.secret,
             "private_key" => self.jwt || self.tls,
-            "client_certificate" => self.tls,
+            // With a signing key, its certificate's thumbprints go in the JWS header.
+            "client_certificate" => self.tls || self.jwt,
             "jwt_subject" => self.subject,
             k if JWT_KEYS.contains(&k) => self.jwt,
             _ => true,
@@ -129,19 +130,23 @@ impl Reader<'_> {
         } else {
             None
         };
+        let certificate = if needs.tls {
+            self.require::<RawSecret>(t, "client_certificate")
+        } else {
+            self.take::<RawSecret>(t, "client_certificate")
+        };
         let jwt = if needs.jwt {
+            let thumbprints = certificate
+                .as_ref()
+                .and_then(|c| self.certificates(&context, c))
+                .map(|chain| thumbprints(&chain[0]));
             self.jwt_signing(t, private_key.as_ref(), issuer, needs.subject)
-                .map(Arc::new)
+                .map(|jwt| Arc::new(JwtSigning { thumbprints, ..jwt }))
         } else {
             None
         };
-        let tls = match (
-            needs.tls,
-            self.require_if::<RawSecret>(t, "client_certificate", needs.tls),
-        ) {
-            (true, Some(cert)) => private_key
-                .as_ref()
-                .and_then(|key| self.tls_identity(&context, &cert, key)),
+        let tls = match (needs.tls, &certificate, &private_key) {
+            (true, Some(cert), Some(key)) => self.tls_identity(&context, cert, key),
             _ => None,
         };
         let failed = (needs.secret && client_secret.is_none())
@@ -235,6 +240,7 @@ impl Reader<'_> {
             key,
             algorithm,
             key_id,
+            thumbprints: None,
             issuer,
             subject,
             audience,
@@ -242,4 +248,15 @@ impl Reader<'_> {
             claims: extra,
         })
     }
+}
+
+/// `x5t` (SHA-1, still what many servers look up) and `x5t#S256` of a DER certificate.
+fn thumbprints(certificate: &[u8]) -> (String, String) {
+    use base64::Engine as _;
+    use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, SHA256, digest};
+    let b64 = |d: ring::digest::Digest| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref());
+    (
+        b64(digest(&SHA1_FOR_LEGACY_USE_ONLY, certificate)),
+        b64(digest(&SHA256, certificate)),
+    )
 }

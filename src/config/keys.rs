@@ -90,7 +90,7 @@ impl Reader<'_> {
 
     /// A PEM certificate chain, leaf first. Certificates are public: they are read even
     /// under `check --no-secrets`, and a file of them gets no permission warning.
-    fn certificates(
+    pub(super) fn certificates(
         &mut self,
         context: &str,
         raw: &Spanned<RawSecret>,

@@ -66,6 +66,8 @@ pub struct JwtSigning {
     pub key: Option<SigningKey>,
     pub algorithm: Algorithm,
     pub key_id: Option<String>,
+    /// `x5t` and `x5t#S256` of `client_certificate`, when one is given with the key.
+    pub thumbprints: Option<(String, String)>,
     /// `iss`; the client id when not set.
     pub issuer: Option<String>,
     /// `sub` of a `jwt_bearer` assertion (a client assertion's is the client id).

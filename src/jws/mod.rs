@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 use ring::rand::SystemRandom;
 
 pub use key::{Algorithm, KeyError, SigningKey};
-pub use sign::{AssertionClaims, SignError, assertion, sign_compact};
+pub use sign::{AssertionClaims, Header, SignError, assertion, sign_compact};
 
 /// ring's randomness for RSA blinding, ECDSA nonces and `jti`s: created once, as ring advises.
 fn rng() -> &'static SystemRandom {

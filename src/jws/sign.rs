@@ -30,22 +30,41 @@ pub struct AssertionClaims<'a> {
     pub extra: &'a [(String, Value)],
 }
 
+/// What the JWS header carries besides `alg` and `typ`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Header<'a> {
+    /// `kid`: which of the client's registered keys signed.
+    pub key_id: Option<&'a str>,
+    /// `x5t` and `x5t#S256` (RFC 7515 §4.1.7-8): the thumbprints of the certificate the
+    /// key belongs to, which servers such as Entra ID find the key by.
+    pub x5t: Option<&'a str>,
+    pub x5t_s256: Option<&'a str>,
+}
+
 /// The claims `assertion` sets itself.
 const RESERVED: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
 
-/// Header {"alg","typ":"JWT","kid"?} . claims . signature, base64url without padding.
+/// Header {"alg","typ":"JWT","kid"?,"x5t"?,"x5t#S256"?} . claims . signature, base64url
+/// without padding.
 pub fn sign_compact(
     key: &SigningKey,
-    key_id: Option<&str>,
+    header: &Header<'_>,
     claims: &Map<String, Value>,
 ) -> Result<Secret, SignError> {
-    let mut header = Map::new();
-    header.insert("alg".into(), key.algorithm().as_str().into());
-    header.insert("typ".into(), "JWT".into());
-    if let Some(kid) = key_id {
-        header.insert("kid".into(), kid.into());
+    let mut fields = Map::new();
+    fields.insert("alg".into(), key.algorithm().as_str().into());
+    fields.insert("typ".into(), "JWT".into());
+    let optional = [
+        ("kid", header.key_id),
+        ("x5t", header.x5t),
+        ("x5t#S256", header.x5t_s256),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            fields.insert(name.into(), value.into());
+        }
     }
-    let header = serde_json::to_vec(&header).map_err(|_| SignError::Failed)?;
+    let header = serde_json::to_vec(&fields).map_err(|_| SignError::Failed)?;
     let claims = Zeroizing::new(serde_json::to_vec(claims).map_err(|_| SignError::Failed)?);
 
     // Sized once, so that growing it leaves no copy of the credential in freed memory.
@@ -69,7 +88,7 @@ pub fn sign_compact(
 /// Returned as a Secret: an assertion is a credential and must never be logged.
 pub fn assertion(
     key: &SigningKey,
-    key_id: Option<&str>,
+    header: &Header<'_>,
     claims: &AssertionClaims<'_>,
     now: SystemTime,
 ) -> Result<Secret, SignError> {
@@ -94,5 +113,5 @@ pub fn assertion(
     body.insert("nbf".into(), now.into());
     body.insert("exp".into(), now.saturating_add(claims.lifetime.as_secs()).into());
     body.insert("jti".into(), URL_SAFE_NO_PAD.encode(jti).into());
-    sign_compact(key, key_id, &body)
+    sign_compact(key, header, &body)
 }

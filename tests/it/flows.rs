@@ -311,3 +311,51 @@ async fn without_a_staged_secret_invalid_client_is_a_token_request_failure() {
     assert_eq!(headers["x-callout-error"], "token_request_failed");
     assert_eq!(token.requests(), 1, "no second try without a staged secret");
 }
+
+#[tokio::test]
+async fn a_certificate_beside_the_signing_key_puts_its_thumbprints_in_the_header() {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/certs");
+    let token = TokenServer::start().await;
+    let upstream = Upstream::start().await;
+    let toml = format!(
+        r#"
+[external_credentials.Entra]
+protocol = "oauth2"
+flow = "client_credentials"
+client_auth = "private_key_jwt"
+token_url = "{}"
+scope = "https://graph.microsoft.com/.default"
+
+[[external_credentials.Entra.principals]]
+name = "App"
+sequence = 1
+permission_sets = ["Graph"]
+client_id = "00000000-0000-0000-0000-000000000001"
+private_key = {{ file = "{certs}/server.key" }}
+client_certificate = {{ file = "{certs}/server.pem" }}
+signing_algorithm = "ES256"
+
+[named_credentials.Graph]
+url = "{}"
+external_credential = "Entra"
+"#,
+        token.url(),
+        upstream.url()
+    );
+    let callout = Callout::start(&toml).await;
+    let (status, _, _) = http_get(&callout.url("/Graph/x"), &sets("Graph")).await;
+    assert_eq!(status, StatusCode::OK);
+    let assertion = token
+        .last_request()
+        .unwrap()
+        .form_value("client_assertion")
+        .unwrap();
+    let header: Value = serde_json::from_slice(&b64(assertion.split('.').next().unwrap())).unwrap();
+    let der = CertificateDer::from_pem_file(format!("{certs}/server.pem")).unwrap();
+    let thumb =
+        |alg| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(alg, &der));
+    assert_eq!(header["x5t#S256"], thumb(&ring::digest::SHA256));
+    assert_eq!(header["x5t"], thumb(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY));
+}

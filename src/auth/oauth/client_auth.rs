@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::basic_authorization as basic;
 use crate::config::{ClientAuth, JwtSigning};
-use crate::jws::AssertionClaims;
+use crate::jws::{AssertionClaims, Header};
 use crate::secret::Secret;
 use crate::token::TokenError;
 
@@ -92,6 +92,7 @@ impl PartialEq for Signer {
         a.key == b.key
             && a.algorithm == b.algorithm
             && a.key_id == b.key_id
+            && a.thumbprints == b.thumbprints
             && a.issuer == b.issuer
             && a.subject == b.subject
             && a.audience == b.audience
@@ -105,7 +106,16 @@ impl Eq for Signer {}
 impl Hash for Signer {
     fn hash<H: Hasher>(&self, state: &mut H) {
         let s = &*self.0;
-        (&s.key, &s.key_id, &s.issuer, &s.subject, &s.audience, s.lifetime).hash(state);
+        (
+            &s.key,
+            &s.key_id,
+            &s.thumbprints,
+            &s.issuer,
+            &s.subject,
+            &s.audience,
+            s.lifetime,
+        )
+            .hash(state);
         for (name, value) in &s.claims {
             (name, value.to_string()).hash(state);
         }
@@ -127,7 +137,12 @@ impl Signer {
             lifetime: jwt.lifetime,
             extra: &jwt.claims,
         };
-        crate::jws::assertion(key, jwt.key_id.as_deref(), &claims, SystemTime::now())
+        let header = Header {
+            key_id: jwt.key_id.as_deref(),
+            x5t: jwt.thumbprints.as_ref().map(|t| t.0.as_str()),
+            x5t_s256: jwt.thumbprints.as_ref().map(|t| t.1.as_str()),
+        };
+        crate::jws::assertion(key, &header, &claims, SystemTime::now())
             .map_err(|e| TokenError::Malformed(format!("cannot sign the assertion: {e}")))
     }
 }
