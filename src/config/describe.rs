@@ -93,6 +93,12 @@ fn client_auth(settings: &OAuth2, client: &OAuthClient) -> String {
         if let Some(kid) = &jwt.key_id {
             parts.push(format!("kid {kid}"));
         }
+        if let Some((_, x5t_s256)) = &jwt.thumbprints {
+            parts.push(format!("certificate x5t#S256 {x5t_s256}"));
+        }
+        if let Some(issuer) = &jwt.issuer {
+            parts.push(format!("issuer {issuer}"));
+        }
         if let Some(subject) = &jwt.subject {
             parts.push(format!("subject {subject}"));
         }

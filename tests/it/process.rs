@@ -958,7 +958,17 @@ async fn check_accepts_every_shipped_config_and_prints_its_map() {
         // The examples name their secrets by environment variable, as users would set them.
         let mut vars = Vec::new();
         env_vars(&toml::Value::Table(table.clone()), &mut vars);
-        let env: Vec<(&str, &str)> = vars.iter().map(|v| (v.as_str(), "stand-in-secret")).collect();
+        // Keys and certificates must parse: those get test fixtures.
+        let key = std::fs::read_to_string(manifest_path("tests/fixtures/keys/rsa-2048-pkcs8.pem")).unwrap();
+        let cert = std::fs::read_to_string(manifest_path("tests/it/certs/server.pem")).unwrap();
+        let env: Vec<(&str, &str)> = vars
+            .iter()
+            .map(|v| match v.as_str() {
+                v if v.ends_with("_PRIVATE_KEY") => (v, key.as_str()),
+                v if v.ends_with("_CERTIFICATE") => (v, cert.as_str()),
+                v => (v, "stand-in-secret"),
+            })
+            .collect();
 
         let out = cli(&["check", "--config", file.to_str().unwrap()], &env).await;
         assert_eq!(out.code, Some(0), "{}: {}", file.display(), out.all());
