@@ -144,10 +144,10 @@ impl Drop for Proc {
 }
 
 /// What a finished CLI invocation left behind.
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
@@ -157,7 +157,7 @@ impl Output {
 }
 
 /// Runs `callout ARGS` to completion (bounded).
-async fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut proc = Proc::spawn(args, env);
     let status = proc.wait_exit(EXIT).await;
     Output {

@@ -7,7 +7,7 @@ use http::StatusCode;
 use callout::jws::Algorithm;
 
 use crate::flows::{key_pem, verify};
-use crate::process::{LISTEN, Serving, eventually};
+use crate::process::{LISTEN, Serving, cli, eventually};
 use crate::support::{TokenRegistry, TokenServer, Upstream, http_get};
 
 fn config(token: &TokenServer, upstream: &Upstream) -> String {
@@ -174,4 +174,74 @@ async fn a_trace_log_of_every_flow_holds_no_assertion_key_secret_or_token() {
         let probe = &needle[needle.len().saturating_sub(24)..];
         assert!(!log.contains(probe), "the trace log holds {probe:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callout_token_fetches_for_every_flow() {
+    let token = TokenServer::start().await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key.pem"), key_pem("rsa-2048-pkcs1.pem")).unwrap();
+    std::fs::write(dir.path().join("ec.pem"), key_pem("ec-p256-sec1.pem")).unwrap();
+    let exchange = r#"
+[external_credentials.Exchange]
+protocol = "oauth2"
+flow = "token_exchange"
+token_url = "@TOKEN@"
+
+[[external_credentials.Exchange.principals]]
+name = "Gateway"
+sequence = 1
+permission_sets = ["Svc"]
+client_id = "gateway"
+client_secret = "gateway-secret"
+
+[named_credentials.Mine]
+url = "@UPSTREAM@"
+external_credential = "Exchange"
+"#
+    .replace("@TOKEN@", &token.url())
+    .replace("@UPSTREAM@", &upstream.url());
+    let toml = config(&token, &upstream).replace(LISTEN, "127.0.0.1:0") + &exchange;
+    let path = dir.path().join("callout.toml");
+    std::fs::write(&path, toml).unwrap();
+    let path = path.to_str().unwrap();
+    for named in ["Api", "Org", "Legacy"] {
+        let out = cli(
+            &[
+                "token",
+                named,
+                "--permission-sets",
+                "Svc",
+                "--config",
+                path,
+                "--reveal",
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(out.code, Some(0), "{named}: {}{}", out.stdout, out.stderr);
+        let issued = token.issued();
+        assert_eq!(
+            out.stdout.lines().last(),
+            issued.last().map(String::as_str),
+            "{named}"
+        );
+    }
+    let args = ["token", "Mine", "--permission-sets", "Svc", "--config", path];
+    let out = cli(&args, &[]).await;
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("subject_token_required"), "{}", out.stderr);
+    let with_env = [&args[..], &["--subject-token-env", "USER_TOKEN"]].concat();
+    let out = cli(&with_env, &[("USER_TOKEN", "the-callers-token")]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        token
+            .last_request()
+            .unwrap()
+            .form_value("subject_token")
+            .as_deref(),
+        Some("the-callers-token")
+    );
+    assert!(!out.stdout.contains("the-callers-token") && !out.stderr.contains("the-callers-token"));
 }
