@@ -78,9 +78,7 @@ impl Needs {
             return None;
         }
         Some(if flow == Flow::JwtBearer {
-            format!(
-                "is not used by flow = \"jwt_bearer\", which authenticates with the signed assertion alone (RFC 7523 §2.1)"
-            )
+            "is not used by flow = \"jwt_bearer\", which authenticates with the signed assertion alone (RFC 7523 §2.1)".to_owned()
         } else if key == "jwt_subject" {
             "is used only by flow = \"jwt_bearer\"".to_owned()
         } else {
