@@ -174,7 +174,7 @@ fn jwt_bearer_needs_a_subject_and_takes_no_client_authentication() {
     let text = describe(&config);
     assert!(
         text.contains("jwt_bearer assertion, key RSA 2048-bit sha256:")
-            && text.contains(", RS256, subject u"),
+            && text.contains(", RS256, issuer sa@project.iam, subject u"),
         "{text}"
     );
     assert!(!text.contains("BEGIN"), "{text}");
