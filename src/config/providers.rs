@@ -77,6 +77,7 @@ impl Reader<'_> {
             .is_some_and(Spanned::into_inner);
         let client_auth = client_auth.map(Spanned::into_inner).unwrap_or_default();
 
+        let url_span = token_url.as_ref().map(Spanned::span);
         let token_url =
             token_url.and_then(|url| self.endpoint_url(&context, "token_url", &url, allow_plain_http));
         let params_span = token_params.as_ref().map(Spanned::span);
@@ -99,7 +100,7 @@ impl Reader<'_> {
             && url.scheme() != Some(&http::uri::Scheme::HTTPS)
         {
             self.problem(
-                None,
+                url_span,
                 format!("{context}: client_auth = \"tls_client_auth\" needs an https token_url"),
             );
         }
