@@ -13,6 +13,7 @@
 //! - `auth`: the credential seam (`Credential`), one file per protocol; `auth::oauth` has
 //!   one file per grant.
 //! - `jws`: PEM private keys and signed JWT assertions (RFC 7515, RFC 7523), with ring.
+//! - `sigv4`: AWS Signature Version 4 (`aws_sigv4`), the header form, with ring.
 //! - `token`: the shared token cache, one token request in flight per key, renewal ahead
 //!   of expiry.
 //! - `upstream`: request bodies, header hygiene, TLS, pooled connections per origin.
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod probe;
 pub mod request;
 pub mod secret;
+pub mod sigv4;
 pub mod token;
 pub mod upstream;
 pub mod watch;

@@ -21,6 +21,7 @@ mod protocols;
 mod rotation;
 mod routing;
 mod sanitize;
+mod sigv4;
 mod smoke;
 mod tls;
 mod tokens;
