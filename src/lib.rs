@@ -12,6 +12,7 @@
 //!   pipeline that runs a request through them to the upstream.
 //! - `auth`: the credential seam (`Credential`), one file per protocol; `auth::oauth` has
 //!   one file per grant.
+//! - `formula`: Salesforce-style `{!...}` formulas, parsed at load and rendered per request.
 //! - `jws`: PEM private keys and signed JWT assertions (RFC 7515, RFC 7523), with ring.
 //! - `sigv4`: AWS Signature Version 4 (`aws_sigv4`), the header form, with ring.
 //! - `token`: the shared token cache, one token request in flight per key, renewal ahead
@@ -29,6 +30,7 @@
 pub mod auth;
 pub mod cause;
 pub mod config;
+pub mod formula;
 pub mod jws;
 pub mod listen;
 pub mod metrics;
