@@ -8,6 +8,7 @@
 
 mod basic;
 pub mod oauth;
+mod sigv4;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::token::{CacheOutcome, TokenError};
 
 pub use basic::{Basic, basic_authorization};
 pub use oauth::{OAuth, Tokens};
+pub use sigv4::AwsSigV4;
 
 /// How one principal authenticates its requests.
 #[derive(Clone)]
@@ -27,6 +29,7 @@ pub enum Credential {
     None,
     Basic(Basic),
     OAuth(OAuth),
+    AwsSigV4(AwsSigV4),
 }
 
 /// How much of a request body a credential must read before it can apply itself.
@@ -48,6 +51,8 @@ pub struct Attempt<'a> {
     pub body: Option<&'a Bytes>,
     /// The caller's `x-callout-subject-token` (token exchange), never forwarded itself.
     pub subject_token: Option<&'a http::HeaderValue>,
+    /// What formulas of the credential (a scope formula) read: the request's merge fields.
+    pub fields: Option<&'a (dyn crate::formula::Fields + Sync)>,
 }
 
 /// What a credential put on one attempt, kept to judge the upstream's answer.
@@ -65,9 +70,21 @@ pub struct Applied {
 pub enum AuthError {
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error("cannot sign the request: {0}")]
+    Sign(#[from] crate::sigv4::SignError),
+    /// A scope formula could not be evaluated for this request.
+    #[error("the scope cannot be built: {0}")]
+    Scope(#[from] crate::formula::EvalError),
     /// Token exchange needs the caller's token.
     #[error("this named credential exchanges the caller's token: send it as x-callout-subject-token")]
     SubjectTokenRequired,
+}
+
+impl Applied {
+    /// The OAuth token the attempt carries, for header formulas.
+    pub fn token(&self) -> Option<&crate::token::Token> {
+        self.token.as_deref()
+    }
 }
 
 impl Credential {
@@ -93,14 +110,44 @@ impl Credential {
             (Protocol::Basic, PrincipalKeys::Basic { username, password }) => {
                 Credential::Basic(Basic::new(username, password))
             }
+            (
+                Protocol::AwsSigV4(settings),
+                PrincipalKeys::Aws {
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
+                },
+            ) => Credential::AwsSigV4(AwsSigV4::new(
+                settings,
+                access_key_id,
+                secret_access_key,
+                session_token.as_ref(),
+            )),
             // Validation gives every principal the keys of its external credential's
             // protocol; `None` is the only protocol without keys.
             _ => Credential::None,
         }
     }
 
+    /// What applies for a named credential with `generate_authorization_header = false`:
+    /// nothing, or with `token_for_formulas` the OAuth token without its header.
+    pub fn for_formulas_only(&self, token_for_formulas: bool) -> Credential {
+        match self {
+            Credential::OAuth(oauth) if token_for_formulas => Credential::OAuth(oauth.without_header()),
+            _ => Credential::None,
+        }
+    }
+
+    /// Whether it exchanges the caller's `x-callout-subject-token`.
+    pub fn takes_subject_token(&self) -> bool {
+        matches!(self, Credential::OAuth(oauth) if oauth.takes_subject_token())
+    }
+
     pub fn body_rule(&self) -> BodyRule {
-        BodyRule::Stream
+        match self {
+            Credential::AwsSigV4(sigv4) => sigv4.body_rule(),
+            _ => BodyRule::Stream,
+        }
     }
 
     /// Sets what this credential adds to `attempt`.
@@ -111,7 +158,15 @@ impl Credential {
                 basic.apply(attempt.headers);
                 Ok(Applied::default())
             }
-            Credential::OAuth(oauth) => oauth.apply(attempt.headers, attempt.subject_token).await,
+            Credential::OAuth(oauth) => {
+                oauth
+                    .apply(attempt.headers, attempt.subject_token, attempt.fields)
+                    .await
+            }
+            Credential::AwsSigV4(sigv4) => {
+                sigv4.apply(attempt)?;
+                Ok(Applied::default())
+            }
         }
     }
 
@@ -119,7 +174,7 @@ impl Credential {
     /// (with a renewed credential) may succeed. A rejected token is dropped from the cache.
     pub fn rejected(&self, applied: &Applied, status: u16) -> bool {
         match self {
-            Credential::None | Credential::Basic(_) => false,
+            Credential::None | Credential::Basic(_) | Credential::AwsSigV4(_) => false,
             Credential::OAuth(oauth) => oauth.rejected(applied, status),
         }
     }

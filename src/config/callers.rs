@@ -10,7 +10,7 @@ use crate::secret::Secret;
 /// Caller tokens are bearer secrets: anything shorter is guessable.
 const MIN_CALLER_TOKEN: usize = 16;
 
-const KEYS: &[&str] = &["token", "uid", "permission_sets", "admin"];
+const KEYS: &[&str] = &["token", "uid", "permission_sets", "admin", "assert_users"];
 
 impl Reader<'_> {
     /// One caller; `seen` holds the tokens of the callers read before it.
@@ -26,6 +26,9 @@ impl Reader<'_> {
         let sets = self.take::<Vec<Spanned<String>>>(&mut t, "permission_sets");
         let admin = self
             .take::<bool>(&mut t, "admin")
+            .is_some_and(Spanned::into_inner);
+        let assert_users = self
+            .take::<bool>(&mut t, "assert_users")
             .is_some_and(Spanned::into_inner);
         let token_present = t.has("token") || raw_token.is_some();
         self.finish(t, KEYS, &|_| None);
@@ -61,6 +64,7 @@ impl Reader<'_> {
             token,
             uid,
             admin,
+            assert_users,
             permission_sets,
         })
     }

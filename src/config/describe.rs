@@ -25,6 +25,13 @@ pub fn describe(config: &Config) -> String {
             .map(|i| format!(" (mutual TLS, {})", i.describe()))
             .unwrap_or_default();
         let _ = writeln!(out, "{} -> {}{mtls}", nc.name, nc.url);
+        for (name, _) in &nc.headers {
+            let _ = writeln!(out, "  header {name}");
+        }
+        for t in &nc.header_templates {
+            let shown = if t.secret { "[formula with a secret, redacted]" } else { "[formula]" };
+            let _ = writeln!(out, "  header {}: {shown}", t.name);
+        }
         match &ec.protocol {
             Protocol::OAuth2(settings) => {
                 let provider = settings
@@ -40,6 +47,11 @@ pub fn describe(config: &Config) -> String {
                     settings.token_url()
                 )
             }
+            Protocol::AwsSigV4(aws) => writeln!(
+                out,
+                "  external credential {} (aws_sigv4, region {}, service {})",
+                ec.name, aws.region, aws.service
+            ),
             other => writeln!(out, "  external credential {} ({})", ec.name, other.describe()),
         }
         .expect("writing to a String cannot fail");
@@ -60,6 +72,14 @@ pub fn describe(config: &Config) -> String {
                         }
                         None => String::new(),
                     }
+                }
+                (_, PrincipalKeys::Custom { parameters }) => {
+                    let names: Vec<&str> = parameters.iter().map(|(n, _)| n.as_str()).collect();
+                    format!(", parameters {}", names.join(", "))
+                }
+                (_, PrincipalKeys::Aws { access_key_id, session_token, .. }) => {
+                    let session = if session_token.is_some() { " with a session token" } else { "" };
+                    format!(", access key {access_key_id}{session}")
                 }
                 _ => String::new(),
             };

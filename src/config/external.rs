@@ -13,7 +13,7 @@ use super::names::suggestion;
 use super::providers::{AuthProvider, REGISTRATION_KEYS};
 use super::raw::{ClientAuth, Flow, ProtocolName, RawDuration};
 use super::read::{Reader, Table};
-use super::{Exchange, ExternalCredential, OAuth2, Protocol};
+use super::{AwsSigV4, Exchange, ExternalCredential, OAuth2, Protocol};
 
 const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,7 +29,9 @@ const EXCHANGE_KEYS: &[&str] = &[
 ];
 
 /// Keys of every external credential.
-const COMMON_KEYS: &[&str] = &["protocol", "principals"];
+const COMMON_KEYS: &[&str] = &["protocol", "principals", "headers"];
+/// Keys of `protocol = "aws_sigv4"` only.
+const AWS_KEYS: &[&str] = &["aws_region", "aws_service"];
 /// Keys of `protocol = "oauth2"` only.
 const OAUTH2_KEYS: &[&str] = &[
     "flow",
@@ -54,25 +56,26 @@ const OAUTH2_KEYS: &[&str] = &[
 /// The keys an external credential of `protocol` may have (every key, when unknown).
 pub(super) fn keys_of(protocol: Option<ProtocolName>) -> Vec<&'static str> {
     let mut keys = COMMON_KEYS.to_vec();
-    if matches!(protocol, Some(ProtocolName::Oauth2) | None) {
-        keys.extend_from_slice(OAUTH2_KEYS);
+    for (p, more) in [(ProtocolName::Oauth2, OAUTH2_KEYS), (ProtocolName::AwsSigv4, AWS_KEYS)] {
+        if protocol.is_none_or(|protocol| protocol == p) {
+            keys.extend_from_slice(more);
+        }
     }
     keys
 }
 
 /// Why `key` is out of place in an entry of `protocol`, when it belongs to another one.
-pub(super) fn belongs_elsewhere(
-    protocol: Option<ProtocolName>,
-    key: &str,
-    oauth2_keys: &[&str],
-) -> Option<String> {
+pub(super) fn belongs_elsewhere(protocol: Option<ProtocolName>, key: &str) -> Option<String> {
     let protocol = protocol?;
-    (protocol != ProtocolName::Oauth2 && oauth2_keys.contains(&key)).then(|| {
-        format!(
-            "applies only to protocol = \"oauth2\", not to protocol = \"{}\"",
-            protocol.as_str()
-        )
-    })
+    let owner = [(ProtocolName::Oauth2, OAUTH2_KEYS), (ProtocolName::AwsSigv4, AWS_KEYS)]
+        .into_iter()
+        .find(|(p, keys)| *p != protocol && keys.contains(&key))?
+        .0;
+    Some(format!(
+        "applies only to protocol = \"{}\", not to protocol = \"{}\"",
+        owner.as_str(),
+        protocol.as_str()
+    ))
 }
 
 /// What the principals of an `oauth2` external credential carry: the keys of a client of
@@ -102,13 +105,28 @@ impl Reader<'_> {
                 (settings.map(|o| Protocol::OAuth2(Box::new(o))), Some(shape))
             }
             Some(ProtocolName::Basic) => (Some(Protocol::Basic), None),
+            Some(ProtocolName::Custom) => (Some(Protocol::Custom), None),
+            Some(ProtocolName::AwsSigv4) => {
+                let region = self.require::<String>(&mut t, "aws_region");
+                let service = self.require::<String>(&mut t, "aws_service");
+                let settings = match (region, service) {
+                    (Some(region), Some(service)) => Some(Protocol::AwsSigV4(Box::new(AwsSigV4 {
+                        region: region.into_inner(),
+                        service: service.into_inner(),
+                    }))),
+                    _ => None,
+                };
+                (settings, None)
+            }
             Some(ProtocolName::None) => (Some(Protocol::None), None),
             None => (None, None),
         };
         let principals = self.principals(&mut t, protocol_name, shape.as_ref());
-        self.finish(t, &keys_of(protocol_name), &|key| {
-            belongs_elsewhere(protocol_name, key, OAUTH2_KEYS)
-        });
+        let raw_headers = self.take(&mut t, "headers");
+        let context = t.context.clone();
+        let headers = self.headers(&context, raw_headers, false);
+        self.ec_headers.insert(name.get_ref().clone(), headers);
+        self.finish(t, &keys_of(protocol_name), &|key| belongs_elsewhere(protocol_name, key));
         Some(ExternalCredential {
             name: name.get_ref().clone().into_boxed_str(),
             protocol: protocol?,
@@ -163,6 +181,9 @@ impl Reader<'_> {
                 .map(|n| n.get_ref().clone().into_boxed_str()),
         };
         let scope = self.take::<String>(t, "scope");
+        if let Some(scope) = &scope {
+            self.check_scope(&context, scope);
+        }
         let refresh_on_status = self.take::<Vec<Spanned<i64>>>(t, "refresh_on_status");
         let refresh_before_expiry = self.take::<RawDuration>(t, "refresh_before_expiry");
         let default_token_ttl = self.take::<RawDuration>(t, "default_token_ttl");

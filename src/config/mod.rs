@@ -8,6 +8,7 @@ mod callers;
 mod client;
 mod describe;
 mod external;
+mod headers;
 mod keys;
 mod named;
 mod names;
@@ -95,6 +96,8 @@ pub struct Caller {
     pub uid: Option<u32>,
     /// May read every admin endpoint (`credentials`, `metrics`).
     pub admin: bool,
+    /// May assert the user a request is for (`x-callout-user`, `x-callout-user-FIELD`).
+    pub assert_users: bool,
     /// The permission sets this caller may assert; also what it gets when it asserts none.
     pub permission_sets: Vec<Box<str>>,
 }
@@ -140,7 +143,17 @@ pub struct ExternalCredential {
 pub enum Protocol {
     OAuth2(Box<OAuth2>),
     Basic,
+    /// Only what the `headers` formulas build from the principals' `parameters`.
+    Custom,
+    AwsSigV4(Box<AwsSigV4>),
     None,
+}
+
+/// The settings of `protocol = "aws_sigv4"`.
+#[derive(Debug)]
+pub struct AwsSigV4 {
+    pub region: String,
+    pub service: String,
 }
 
 #[derive(Debug)]
@@ -165,7 +178,25 @@ pub enum PrincipalKeys {
         username: Secret,
         password: Secret,
     },
+    /// `parameters`, sorted by name: what `$Credential.EC.NAME` gives.
+    Custom {
+        parameters: Vec<(String, Secret)>,
+    },
+    Aws {
+        access_key_id: String,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    },
     None,
+}
+
+/// A header whose value is a formula, rendered for each attempt.
+#[derive(Debug, Clone)]
+pub struct HeaderTemplate {
+    pub name: http::HeaderName,
+    pub value: crate::formula::Formula,
+    /// Its value depends on a secret: marked sensitive, never shown.
+    pub secret: bool,
 }
 
 #[derive(Debug)]
@@ -185,7 +216,10 @@ pub struct NamedCredential {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// `client_certificate` and `private_key`: mutual TLS with the upstream.
     pub client_identity: Option<TlsIdentity>,
+    /// Constant headers (the external credential's and its own).
     pub headers: HeaderMap,
+    /// Headers built by formulas, per attempt.
+    pub header_templates: Vec<HeaderTemplate>,
 }
 
 /// A named credential's `url`, split so that building an upstream URI is one concatenation.
@@ -225,6 +259,8 @@ impl Protocol {
         match self {
             Protocol::OAuth2(settings) => settings.flow.as_str(),
             Protocol::Basic => "basic",
+            Protocol::Custom => "custom",
+            Protocol::AwsSigV4(_) => "aws_sigv4",
             Protocol::None => "none",
         }
     }

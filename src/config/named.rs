@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue};
+
 use toml::Spanned;
 
 use super::names::suggestion;
@@ -29,20 +29,6 @@ const KEYS: &[&str] = &[
     "private_key",
 ];
 
-/// Headers a named credential's `headers` table may not set: callout owns them.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-];
 
 impl Reader<'_> {
     /// One named credential. `externals` holds every external credential by name, `None`
@@ -108,35 +94,16 @@ impl Reader<'_> {
             }
         });
 
-        let mut headers = http::HeaderMap::new();
-        for (key, value) in raw_headers.map(Spanned::into_inner).unwrap_or_default() {
-            let Ok(header) = HeaderName::from_bytes(key.get_ref().as_bytes()) else {
-                self.problem(
-                    Some(key.span()),
-                    format!("{context}: `{}` is not a valid header name", key.get_ref()),
-                );
-                continue;
-            };
-            if RESERVED_HEADERS.contains(&header.as_str())
-                || header.as_str().starts_with("x-callout-")
-                || (header == http::header::AUTHORIZATION && generate_authorization_header)
-            {
-                self.problem(
-                    Some(key.span()),
-                    format!("{context}: header `{header}` is set by callout and cannot be configured"),
-                );
-                continue;
+        let own = self.headers(&context, raw_headers, generate_authorization_header);
+        let (headers, header_templates) = match &external {
+            Some(ec) => {
+                let shared = self.ec_headers.remove(&*ec.name).unwrap_or_default();
+                let resolved = self.resolve_headers(&context, ec, &shared, own);
+                self.ec_headers.insert(ec.name.to_string(), shared);
+                resolved
             }
-            match HeaderValue::from_str(value.get_ref()) {
-                Ok(v) => {
-                    headers.append(header, v);
-                }
-                Err(_) => self.problem(
-                    Some(value.span()),
-                    format!("{context}: header `{header}` has a value that is not valid in HTTP"),
-                ),
-            }
-        }
+            None => Default::default(),
+        };
 
         let (ca_file, extra_roots) = match ca_file.and_then(|file| self.ca_file(&context, &file)) {
             Some((path, roots)) => (Some(path), roots),
@@ -155,6 +122,7 @@ impl Reader<'_> {
             extra_roots,
             client_identity,
             headers,
+            header_templates,
         })
     }
 

@@ -1,7 +1,7 @@
 //! `[[external_credentials.NAME.principals]]`: the identities of an external credential,
 //! with the keys their protocol needs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use toml::Spanned;
 use toml::de::DeValue;
@@ -17,12 +17,16 @@ const COMMON_KEYS: &[&str] = &["name", "sequence", "permission_sets"];
 /// Besides the client keys (`CLIENT_KEYS`).
 const OAUTH2_KEYS: &[&str] = &["scope"];
 const BASIC_KEYS: &[&str] = &["username", "password"];
+const CUSTOM_KEYS: &[&str] = &["parameters"];
+const AWS_KEYS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
 
 /// The principal keys of each protocol that has some.
-fn protocol_keys() -> [(ProtocolName, Vec<&'static str>); 2] {
+fn protocol_keys() -> [(ProtocolName, Vec<&'static str>); 4] {
     [
         (ProtocolName::Oauth2, [OAUTH2_KEYS, CLIENT_KEYS].concat()),
         (ProtocolName::Basic, BASIC_KEYS.to_vec()),
+        (ProtocolName::Custom, CUSTOM_KEYS.to_vec()),
+        (ProtocolName::AwsSigv4, AWS_KEYS.to_vec()),
     ]
 }
 
@@ -116,7 +120,14 @@ impl Reader<'_> {
                 );
             }
             let scope = match protocol {
-                Some(ProtocolName::Oauth2) => self.take::<String>(&mut p, "scope").map(Spanned::into_inner),
+                Some(ProtocolName::Oauth2) => {
+                    let scope = self.take::<String>(&mut p, "scope");
+                    if let Some(scope) = &scope {
+                        let context = p.context.clone();
+                        self.check_scope(&context, scope);
+                    }
+                    scope.map(Spanned::into_inner)
+                }
                 _ => None,
             };
             let keys = self.principal_keys(&mut p, protocol, shape);
@@ -179,6 +190,34 @@ impl Reader<'_> {
                 Some(PrincipalKeys::Basic {
                     username: user?,
                     password: password?,
+                })
+            }
+            ProtocolName::Custom => {
+                let raw = self.require::<BTreeMap<String, Spanned<RawSecret>>>(p, "parameters")?;
+                let mut parameters = Vec::new();
+                for (name, value) in raw.into_inner() {
+                    if let Err(why) = check_name(&name) {
+                        self.problem(Some(value.span()), format!("{context}: parameter name `{name}` {why}"));
+                        continue;
+                    }
+                    let secret = self.secret(&format!("{context}: parameter `{name}`"), &value)?;
+                    parameters.push((name, secret));
+                }
+                Some(PrincipalKeys::Custom { parameters })
+            }
+            ProtocolName::AwsSigv4 => {
+                let id = self.require::<String>(p, "access_key_id");
+                let secret = self.require::<RawSecret>(p, "secret_access_key");
+                let session = self.take::<RawSecret>(p, "session_token");
+                let secret = secret.and_then(|s| self.secret(&format!("{context}: secret_access_key"), &s));
+                let session_token = match session {
+                    Some(s) => Some(self.secret(&format!("{context}: session_token"), &s)?),
+                    None => None,
+                };
+                Some(PrincipalKeys::Aws {
+                    access_key_id: id?.into_inner(),
+                    secret_access_key: secret?,
+                    session_token,
                 })
             }
             ProtocolName::None => Some(PrincipalKeys::None),

@@ -15,6 +15,8 @@ use serde::de::{self, MapAccess, Visitor};
 pub enum ProtocolName {
     Oauth2,
     Basic,
+    Custom,
+    AwsSigv4,
     None,
 }
 
@@ -23,6 +25,8 @@ impl ProtocolName {
         match self {
             ProtocolName::Oauth2 => "oauth2",
             ProtocolName::Basic => "basic",
+            ProtocolName::Custom => "custom",
+            ProtocolName::AwsSigv4 => "aws_sigv4",
             ProtocolName::None => "none",
         }
     }

@@ -59,6 +59,8 @@ pub(super) struct Reader<'a> {
     /// The secret files among them, for permission checks.
     pub secret_files: Vec<PathBuf>,
     pub problems: Vec<Problem>,
+    /// Each external credential's `headers`, resolved when a named credential uses it.
+    pub ec_headers: std::collections::HashMap<String, super::headers::RawHeaders>,
 }
 
 impl Reader<'_> {

@@ -19,6 +19,12 @@ impl Config {
         let keys = principals.flat_map(|p| match &p.keys {
             PrincipalKeys::Client(c) => client(c).to_vec(),
             PrincipalKeys::Basic { username, password } => vec![Some(username), Some(password)],
+            PrincipalKeys::Custom { parameters } => parameters.iter().map(|(_, v)| Some(v)).collect(),
+            PrincipalKeys::Aws {
+                secret_access_key,
+                session_token,
+                ..
+            } => vec![Some(secret_access_key), session_token.as_ref()],
             PrincipalKeys::Provider | PrincipalKeys::None => vec![],
         });
         providers

@@ -30,6 +30,7 @@ pub(super) fn validate(path: &Path, text: &str, options: &LoadOptions<'_>) -> Re
         files: Vec::new(),
         secret_files: Vec::new(),
         problems: Vec::new(),
+        ec_headers: HashMap::new(),
     };
     let config = r.document(path);
     if r.problems.is_empty() {

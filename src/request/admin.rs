@@ -140,7 +140,7 @@ fn credentials(routes: &Routes) -> serde_json::Value {
                 .map(|(p, credential)| {
                     let token = match credential {
                         Credential::OAuth(oauth) => token_state(oauth),
-                        Credential::Basic(_) | Credential::None => serde_json::Value::Null,
+                        Credential::Basic(_) | Credential::AwsSigV4(_) | Credential::None => serde_json::Value::Null,
                     };
                     json!({
                         "name": &*p.name,
@@ -158,7 +158,7 @@ fn credentials(routes: &Routes) -> serde_json::Value {
                 "protocol": ec.protocol.describe(),
                 "token_url": match &ec.protocol {
                     Protocol::OAuth2(settings) => Some(settings.token_url().to_string()),
-                    Protocol::Basic | Protocol::None => None,
+                    Protocol::Basic | Protocol::Custom | Protocol::AwsSigV4(_) | Protocol::None => None,
                 },
                 "principals": principals,
             })
@@ -181,9 +181,10 @@ fn token_state(oauth: &OAuth) -> serde_json::Value {
                 "client_secret_in_use": slot.key().grant.client().secret_in_use(),
             })
         }
-        Source::PerSubject(exchanges) => json!({
-            "exchanged_subjects": exchanges.subjects(),
-            "client_secret_in_use": exchanges.key().grant.client().secret_in_use(),
+        Source::Keyed { slots, subject, .. } => json!({
+            "keyed_tokens": slots.len(),
+            "per": if *subject { "subject token" } else { "scope" },
+            "client_secret_in_use": slots.key().grant.client().secret_in_use(),
         }),
     }
 }

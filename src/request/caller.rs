@@ -105,6 +105,7 @@ mod tests {
                 token: Some(Secret::new("orders-token-0123456789")),
                 uid: None,
                 admin: false,
+                assert_users: false,
                 permission_sets: vec!["Orders".into(), "Shared".into()],
             },
             Caller {
@@ -112,6 +113,7 @@ mod tests {
                 token: None,
                 uid: Some(1000),
                 admin: false,
+                assert_users: false,
                 permission_sets: vec!["Batch".into()],
             },
         ]

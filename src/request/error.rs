@@ -45,6 +45,12 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     #[error("{0}")]
     SubjectTokenRequired(AuthError),
+    #[error("x-callout-user headers need a caller whose entry has `assert_users = true`")]
+    UserAssertionNotAllowed,
+    #[error("header `{0}` would hold a control character (CR, LF or NUL) from a merge field; the request was not sent")]
+    BadHeaderValue(http::HeaderName),
+    #[error("{0}")]
+    CannotApply(AuthError),
     #[error("{0}")]
     TokenRequestFailed(TokenError),
     #[error("{0}")]
@@ -60,6 +66,7 @@ impl From<AuthError> for ProxyError {
         match err {
             AuthError::Token(err) => err.into(),
             err @ AuthError::SubjectTokenRequired => ProxyError::SubjectTokenRequired(err),
+            err @ (AuthError::Sign(_) | AuthError::Scope(_)) => ProxyError::CannotApply(err),
         }
     }
 }
@@ -92,6 +99,9 @@ impl ProxyError {
             ProxyError::UpstreamBusy { .. } => ("upstream_busy", StatusCode::SERVICE_UNAVAILABLE),
             ProxyError::BodyTooLarge { .. } => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             ProxyError::SubjectTokenRequired(_) => ("subject_token_required", StatusCode::UNAUTHORIZED),
+            ProxyError::UserAssertionNotAllowed => ("user_assertion_not_allowed", StatusCode::FORBIDDEN),
+            ProxyError::BadHeaderValue(_) => ("bad_header_value", StatusCode::BAD_REQUEST),
+            ProxyError::CannotApply(_) => ("bad_request", StatusCode::BAD_REQUEST),
             ProxyError::TokenRequestFailed(_) => ("token_request_failed", StatusCode::BAD_GATEWAY),
             ProxyError::UpstreamUnreachable(_) => ("upstream_unreachable", StatusCode::BAD_GATEWAY),
             ProxyError::TokenRequestTimeout(_) => ("token_request_timeout", StatusCode::GATEWAY_TIMEOUT),

@@ -8,6 +8,7 @@
 mod admin;
 mod caller;
 mod error;
+mod formulas;
 mod pipeline;
 mod principal;
 mod request_id;
@@ -129,7 +130,7 @@ impl Proxy {
         let principal = &ec.principals[chosen];
         let token = match &route.principals[chosen].credential {
             Credential::OAuth(oauth) => Some(oauth.token(subject_token).await?),
-            Credential::Basic(_) | Credential::None => None,
+            Credential::Basic(_) | Credential::AwsSigV4(_) | Credential::None => None,
         };
         Ok(TokenLookup {
             principal: principal.name.clone(),

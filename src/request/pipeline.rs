@@ -12,6 +12,7 @@ use super::Proxy;
 use super::admin::{Asker, View};
 use super::caller::{authenticate, effective_sets};
 use super::error::{ALLOW_DEFAULT, ProxyError};
+use super::formulas::{self, RequestFields, User, needs_token};
 use super::principal::header_sets;
 use super::request_id::{REQUEST_ID, request_id};
 use super::routes::{Route, Routes};
@@ -120,6 +121,8 @@ async fn forward<'r>(
     let (parts, body) = request.into_parts();
     let caller = authenticate(&routes.config.callers, &parts.headers, peer)?;
     log.caller = caller.map(|c| &*c.name);
+    let callers_configured = !routes.config.callers.is_empty();
+    let user = User::asserted(&parts.headers, caller, callers_configured, &routes.config.server.listen)?;
     let target = parse_target(parts.uri.path(), parts.uri.query())
         .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     let route = routes.route(target.name)?;
@@ -163,7 +166,10 @@ async fn forward<'r>(
     .map_err(body_error)?;
     let uri = upstream_uri(&named.url, &target);
     // Taken before the headers are cleaned (every x-callout-* header stays here).
-    let subject_token = parts.headers.get(SUBJECT_TOKEN_HEADER).cloned();
+    let subject_token = match credential.takes_subject_token() {
+        true => parts.headers.get(SUBJECT_TOKEN_HEADER).cloned(),
+        false => None,
+    };
     let mut outgoing = Outgoing::new(
         parts.method,
         uri,
@@ -178,14 +184,12 @@ async fn forward<'r>(
     };
 
     let subject_token = subject_token.as_ref();
-    let (response, applied) = attempt(
-        route,
-        credential,
-        &outgoing,
-        (replay.as_ref(), subject_token),
-        first_body,
-    )
-    .await?;
+    let who = Who {
+        principal: &ec.principals[chosen],
+        user: &user,
+        subject_token,
+    };
+    let (response, applied) = attempt(route, credential, &outgoing, (replay.as_ref(), &who), first_body).await?;
     log.cache = applied.cache;
     if !credential.rejected(&applied, response.status().as_u16()) {
         return Ok(response);
@@ -199,7 +203,7 @@ async fn forward<'r>(
     log.retried = true;
     let body = RequestBody::buffered(bytes.clone());
     let (response, applied) =
-        attempt(route, credential, &outgoing, (Some(&bytes), subject_token), body).await?;
+        attempt(route, credential, &outgoing, (Some(&bytes), &who), body).await?;
     // Rejected again: drop what was used, so the next request does not reuse it.
     credential.rejected(&applied, response.status().as_u16());
     Ok(response)
@@ -211,19 +215,30 @@ async fn attempt(
     route: &Route,
     credential: &Credential,
     outgoing: &Outgoing,
-    (buffered, subject_token): (Option<&Bytes>, Option<&HeaderValue>),
+    (buffered, who): (Option<&Bytes>, &Who<'_>),
     body: RequestBody,
 ) -> Result<(Response<UpstreamBody>, Applied), ProxyError> {
     let mut headers = outgoing.headers.clone();
+    let templates = &route.named.header_templates;
+    // Formulas that need no token first, so that a signing credential signs them too.
+    if !templates.is_empty() {
+        let fields = who.fields(None);
+        formulas::render(templates.iter().filter(|t| !needs_token(t)), &fields, &mut headers)?;
+    }
     let applied = credential
         .apply(Attempt {
             method: &outgoing.method,
             uri: &outgoing.uri,
             headers: &mut headers,
             body: buffered,
-            subject_token,
+            subject_token: who.subject_token,
+            fields: Some(&who.fields(None)),
         })
         .await?;
+    if templates.iter().any(needs_token) {
+        let fields = who.fields(applied.token());
+        formulas::render(templates.iter().filter(|t| needs_token(t)), &fields, &mut headers)?;
+    }
     let request = outgoing.request(headers, body);
     let timeout = route.named.timeout;
     // A free upstream slot first, waiting no longer than for the response itself. Most
@@ -247,6 +262,23 @@ async fn attempt(
             Ok((clean_response(response), applied))
         }
         Ok(Err(err)) => Err(upstream_error(&*err)),
+    }
+}
+
+/// Who a request is for: what header formulas and token exchange read.
+struct Who<'a> {
+    principal: &'a crate::config::Principal,
+    user: &'a User,
+    subject_token: Option<&'a HeaderValue>,
+}
+
+impl<'a> Who<'a> {
+    fn fields(&self, token: Option<&'a crate::token::Token>) -> RequestFields<'a> {
+        RequestFields {
+            principal: self.principal,
+            token,
+            user: self.user,
+        }
     }
 }
 

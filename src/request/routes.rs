@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use tokio::sync::Semaphore;
 
+use super::formulas::needs_token;
 use super::error::ProxyError;
 use super::principal::PrincipalIndex;
 use crate::auth::{Credential, Tokens};
@@ -80,7 +81,7 @@ impl Routes {
                     credential: if named.generate_authorization_header {
                         credential.clone()
                     } else {
-                        Credential::None
+                        credential.for_formulas_only(named.header_templates.iter().any(needs_token))
                     },
                     series: metrics.series(labels(&p.name)),
                 })

@@ -240,18 +240,18 @@ impl<G: Mint> TokenSlot<G> {
     /// `min_interval`, so that an upstream rejecting every token cannot make each request
     /// cost a token request: inside the window the caller gets the upstream's answer.
     pub fn reject(&self, used: &Arc<Token>, min_interval: Duration) -> bool {
+        let now = Instant::now();
+        // Under the lock, so that of two rejections of one token the second sees that the
+        // first dropped it (and retries with the new one) instead of seeing only the window.
+        let mut forced = self.forced.lock().expect("poisoned");
         let current = self.current.load();
         if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, used)) {
             return true;
         }
-        let now = Instant::now();
-        {
-            let mut forced = self.forced.lock().expect("poisoned");
-            if forced.is_some_and(|at| now.saturating_duration_since(at) < min_interval) {
-                return false;
-            }
-            *forced = Some(now);
+        if forced.is_some_and(|at| now.saturating_duration_since(at) < min_interval) {
+            return false;
         }
+        *forced = Some(now);
         self.invalidate(used);
         true
     }

@@ -95,7 +95,8 @@ async fn token_exchange_trades_each_subject_token_once_and_never_forwards_it() {
     let (_, _, body) = http_get(&callout.url("/.callout/credentials"), &[]).await;
     let credentials: Value = serde_json::from_slice(&body).unwrap();
     let state = &credentials["named_credentials"][0]["principals"][0]["token"];
-    assert_eq!(state["exchanged_subjects"], 2);
+    assert_eq!(state["keyed_tokens"], 2);
+    assert_eq!(state["per"], "subject token");
     assert!(
         !body.windows(5).any(|w| w == b"alice"),
         "a subject token in the admin view"

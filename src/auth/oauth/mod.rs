@@ -6,6 +6,7 @@ mod client_auth;
 mod client_credentials;
 mod endpoint;
 mod jwt_bearer;
+mod keyed;
 mod response;
 mod token_exchange;
 mod token_request;
@@ -20,10 +21,12 @@ pub use client_credentials::ClientCredentials;
 pub use endpoint::{TokenClients, TokenTls};
 pub use jwt_bearer::JwtBearer;
 pub use response::parse_token_response;
-pub use token_exchange::{Exchanges, TokenExchange};
+pub use keyed::KeyedSlots;
+pub use token_exchange::TokenExchange;
 pub use token_request::Endpoint;
 
 use super::{Applied, AuthError};
+use crate::formula::{Field, Fields, Formula};
 use crate::config::{ClientAuth, ExternalCredential, Flow, OAuth2, OAuthClient, Principal};
 use crate::secret::Secret;
 use crate::token::{Fetched, Lifetimes, Mint, TokenCache, TokenError, TokenKey, TokenSlot};
@@ -61,6 +64,21 @@ impl Grant {
             Grant::JwtBearer(_) => &ClientAuthentication::None,
         }
     }
+
+    fn set_scope(&mut self, scope: &str) {
+        let slot = match self {
+            Grant::ClientCredentials(g) => &mut g.scope,
+            Grant::JwtBearer(g) => &mut g.scope,
+            Grant::TokenExchange(g) => &mut g.scope,
+        };
+        *slot = Some(scope.to_owned());
+    }
+
+    fn set_subject_token(&mut self, token: Secret) {
+        if let Grant::TokenExchange(g) = self {
+            g.subject_token = token;
+        }
+    }
 }
 
 /// A principal's OAuth credential: where its token comes from and what counts as a
@@ -71,14 +89,24 @@ pub struct OAuth {
     /// Statuses that, besides 401, mean "this token is no longer good".
     refresh_on_status: Arc<[u16]>,
     reject_refresh_interval: std::time::Duration,
+    /// `false` when the token only feeds header formulas
+    /// (`generate_authorization_header = false`).
+    set_header: bool,
 }
 
 #[derive(Clone)]
 pub enum Source {
     /// One token for every request of the principal.
     Slot(Arc<TokenSlot<Grant>>),
-    /// A token per subject token (`flow = "token_exchange"`).
-    PerSubject(Arc<Exchanges>),
+    /// A token per subject token (`flow = "token_exchange"`) and per evaluated scope
+    /// (a scope formula).
+    Keyed {
+        slots: Arc<KeyedSlots>,
+        /// The scope formula, when the scope varies per request.
+        scope: Option<Arc<Formula>>,
+        /// Whether the caller's subject token is exchanged.
+        subject: bool,
+    },
 }
 
 impl OAuth {
@@ -98,7 +126,15 @@ impl OAuth {
                 identity: client.tls.clone(),
             },
         };
-        let scope = ec.effective_scope(principal).map(str::to_owned);
+        // A scope that is a formula over the request's fields is set per slot (`keyed.rs`).
+        let scope_text = ec.effective_scope(principal);
+        let scope_formula = scope_text
+            .map(|s| Formula::parse(s).expect("validation parses scopes"))
+            .filter(|f| f.constant().is_none());
+        let scope = match &scope_formula {
+            Some(_) => None,
+            None => scope_text.map(str::to_owned),
+        };
         let params = registration.token_params.clone();
         let signer = || Signer(client.jwt.clone().expect("validation gives JWT clients a signer"));
         let grant = match settings.flow {
@@ -137,31 +173,65 @@ impl OAuth {
                 token_timeout: settings.token_timeout,
             },
         };
-        let source = match settings.flow {
-            Flow::TokenExchange => Source::PerSubject(Arc::new(Exchanges::new(key, tokens))),
-            _ => Source::Slot(tokens.slot(key)),
+        let subject = settings.flow == Flow::TokenExchange;
+        let source = if subject || scope_formula.is_some() {
+            Source::Keyed {
+                slots: Arc::new(KeyedSlots::new(key, tokens)),
+                scope: scope_formula.map(Arc::new),
+                subject,
+            }
+        } else {
+            Source::Slot(tokens.slot(key))
         };
         OAuth {
             source,
             refresh_on_status: settings.refresh_on_status.clone().into(),
             reject_refresh_interval: settings.reject_refresh_interval,
+            set_header: true,
         }
+    }
+
+    /// The same token source, with no `Authorization` header set.
+    pub fn without_header(&self) -> OAuth {
+        OAuth {
+            set_header: false,
+            ..self.clone()
+        }
+    }
+
+    pub fn takes_subject_token(&self) -> bool {
+        matches!(self.source, Source::Keyed { subject: true, .. })
     }
 
     pub fn source(&self) -> &Source {
         &self.source
     }
 
-    /// The slot of a request with `subject_token` (the caller's, for token exchange).
-    fn slot_for(&self, subject_token: Option<&HeaderValue>) -> Result<Arc<TokenSlot<Grant>>, AuthError> {
+    /// The slot of a request with `subject_token` (the caller's, for token exchange) and
+    /// `fields` (what a scope formula reads).
+    fn slot_for(
+        &self,
+        subject_token: Option<&HeaderValue>,
+        fields: Option<&(dyn Fields + Sync)>,
+    ) -> Result<Arc<TokenSlot<Grant>>, AuthError> {
         match &self.source {
             Source::Slot(slot) => Ok(slot.clone()),
-            Source::PerSubject(exchanges) => {
-                let token = subject_token
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|t| !t.is_empty())
-                    .ok_or(AuthError::SubjectTokenRequired)?;
-                Ok(exchanges.slot(token))
+            Source::Keyed { slots, scope, subject } => {
+                let token = match subject {
+                    true => Some(
+                        subject_token
+                            .and_then(|v| v.to_str().ok())
+                            .filter(|t| !t.is_empty())
+                            .ok_or(AuthError::SubjectTokenRequired)?,
+                    ),
+                    false => None,
+                };
+                let scope = match (scope, fields) {
+                    (Some(formula), Some(fields)) => Some(formula.render(fields, std::time::SystemTime::now())?),
+                    (Some(formula), None) => Some(formula.render(&NoFields, std::time::SystemTime::now())?),
+                    (None, _) => None,
+                };
+                Ok(slots.slot(token, scope.as_deref()))
             }
         }
     }
@@ -171,21 +241,34 @@ impl OAuth {
         &self,
         subject_token: Option<&HeaderValue>,
     ) -> Result<Arc<crate::token::Token>, AuthError> {
-        Ok(self.slot_for(subject_token)?.get().await?.0)
+        Ok(self.slot_for(subject_token, None)?.get().await?.0)
     }
 
     pub(super) async fn apply(
         &self,
         headers: &mut HeaderMap,
         subject_token: Option<&HeaderValue>,
+        fields: Option<&(dyn Fields + Sync)>,
     ) -> Result<Applied, AuthError> {
-        let slot = self.slot_for(subject_token)?;
-        let (token, cache) = slot.get().await?;
-        headers.insert(AUTHORIZATION, token.authorization().clone());
+        // The common case, one slot per principal, keeps no second handle on it.
+        let (token, cache, slot) = match &self.source {
+            Source::Slot(slot) => {
+                let (token, cache) = slot.get().await?;
+                (token, cache, None)
+            }
+            Source::Keyed { .. } => {
+                let slot = self.slot_for(subject_token, fields)?;
+                let (token, cache) = slot.get().await?;
+                (token, cache, Some(slot))
+            }
+        };
+        if self.set_header {
+            headers.insert(AUTHORIZATION, token.authorization().clone());
+        }
         Ok(Applied {
             token: Some(token),
             cache: Some(cache),
-            slot: Some(slot),
+            slot,
         })
     }
 
@@ -193,10 +276,14 @@ impl OAuth {
         if status != 401 && !self.refresh_on_status.contains(&status) {
             return false;
         }
-        match (&applied.token, &applied.slot) {
-            (Some(token), Some(slot)) => slot.reject(token, self.reject_refresh_interval),
-            _ => false,
-        }
+        let slot = match (&self.source, &applied.slot) {
+            (_, Some(slot)) | (Source::Slot(slot), None) => slot,
+            (Source::Keyed { .. }, None) => return false,
+        };
+        applied
+            .token
+            .as_ref()
+            .is_some_and(|token| slot.reject(token, self.reject_refresh_interval))
     }
 }
 
@@ -224,5 +311,14 @@ fn authentication(
                 client.next_client_secret.clone(),
             ),
         },
+    }
+}
+
+/// No request fields, as `callout token` has: a scope formula that needs one fails.
+struct NoFields;
+
+impl Fields for NoFields {
+    fn get(&self, _: &Field) -> Option<std::borrow::Cow<'_, str>> {
+        None
     }
 }

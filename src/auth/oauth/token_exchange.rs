@@ -1,9 +1,7 @@
 //! Token exchange (RFC 8693): the caller's token (`x-callout-subject-token`) is traded for
-//! one for the named credential's audience. Each subject token has its own cache slot, kept
-//! no longer than the subject token itself lives.
+//! one for the named credential's audience. Each subject token has its own cache slot
+//! (`keyed.rs`), and its token is kept no longer than the subject token itself lives.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -11,16 +9,11 @@ use base64::Engine as _;
 use super::client_auth::ClientAuthentication;
 use super::endpoint::TokenClients;
 use super::token_request::{Endpoint, request_token};
-use super::{Grant, Tokens};
 use crate::config::Exchange;
 use crate::secret::Secret;
-use crate::token::{Fetched, TokenError, TokenKey, TokenSlot};
+use crate::token::{Fetched, TokenError};
 
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// Subject tokens with a slot, per principal. Past this, slots without a usable token are
-/// dropped first, then all: a caller sending a new subject token per request must not grow
-/// memory without bound.
-const MAX_SUBJECTS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenExchange {
@@ -77,56 +70,6 @@ fn remaining_life(token: &str, now: SystemTime) -> Option<Duration> {
     let exp = claims.get("exp")?.as_f64()?;
     let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs_f64();
     Some(Duration::from_secs_f64((exp - now).max(0.0)))
-}
-
-/// The slots of one principal's exchanges, by SHA-256 of the subject token.
-pub struct Exchanges {
-    template: TokenKey<Grant>,
-    tokens: Arc<Tokens>,
-    slots: Mutex<HashMap<[u8; 32], Arc<TokenSlot<Grant>>>>,
-}
-
-impl Exchanges {
-    /// `template` is the key of every slot, with an empty subject token.
-    pub fn new(template: TokenKey<Grant>, tokens: &Arc<Tokens>) -> Exchanges {
-        Exchanges {
-            template,
-            tokens: tokens.clone(),
-            slots: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn key(&self) -> &TokenKey<Grant> {
-        &self.template
-    }
-
-    /// The slot for `subject_token`.
-    pub fn slot(&self, subject_token: &str) -> Arc<TokenSlot<Grant>> {
-        let digest = ring::digest::digest(&ring::digest::SHA256, subject_token.as_bytes());
-        let id: [u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
-        let mut slots = self.slots.lock().expect("exchange slots poisoned");
-        if let Some(slot) = slots.get(&id) {
-            return slot.clone();
-        }
-        if slots.len() >= MAX_SUBJECTS {
-            slots.retain(|_, slot| slot.status().cached);
-            if slots.len() >= MAX_SUBJECTS {
-                slots.clear();
-            }
-        }
-        let mut key = self.template.clone();
-        if let Grant::TokenExchange(x) = &mut key.grant {
-            x.subject_token = Secret::new(subject_token);
-        }
-        let slot = self.tokens.slot(key);
-        slots.insert(id, slot.clone());
-        slot
-    }
-
-    /// How many subject tokens have a slot.
-    pub fn subjects(&self) -> usize {
-        self.slots.lock().expect("exchange slots poisoned").len()
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,74 @@
+//! Slots chosen per request: one per subject token (token exchange) and per evaluated
+//! scope (a scope formula over `$User` fields), so that each user's or caller's token is
+//! cached apart, under a key that covers what shaped it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Grant, Tokens};
+use crate::secret::Secret;
+use crate::token::{TokenKey, TokenSlot};
+
+/// Keys with a slot, per principal. Past this, slots without a usable token are dropped
+/// first, then all: a caller sending a new subject token or user per request must not grow
+/// memory without bound.
+const MAX_KEYS: usize = 1024;
+
+/// The slots of one principal, by SHA-256 of what varies per request.
+pub struct KeyedSlots {
+    template: TokenKey<Grant>,
+    tokens: Arc<Tokens>,
+    slots: Mutex<HashMap<[u8; 32], Arc<TokenSlot<Grant>>>>,
+}
+
+impl KeyedSlots {
+    /// `template` is the key of every slot, before the subject token and scope are set.
+    pub fn new(template: TokenKey<Grant>, tokens: &Arc<Tokens>) -> KeyedSlots {
+        KeyedSlots {
+            template,
+            tokens: tokens.clone(),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn key(&self) -> &TokenKey<Grant> {
+        &self.template
+    }
+
+    /// The slot for `subject_token` (token exchange) and `scope` (when it is a formula).
+    pub fn slot(&self, subject_token: Option<&str>, scope: Option<&str>) -> Arc<TokenSlot<Grant>> {
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in [subject_token, scope] {
+            // Length-prefixed, so that no two different pairs hash the same input.
+            let part = part.unwrap_or_default();
+            hash.update(&(part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        let id: [u8; 32] = hash.finish().as_ref().try_into().expect("SHA-256 is 32 bytes");
+        let mut slots = self.slots.lock().expect("keyed slots poisoned");
+        if let Some(slot) = slots.get(&id) {
+            return slot.clone();
+        }
+        if slots.len() >= MAX_KEYS {
+            slots.retain(|_, slot| slot.status().cached);
+            if slots.len() >= MAX_KEYS {
+                slots.clear();
+            }
+        }
+        let mut key = self.template.clone();
+        if let Some(subject) = subject_token {
+            key.grant.set_subject_token(Secret::new(subject));
+        }
+        if let Some(scope) = scope {
+            key.grant.set_scope(scope);
+        }
+        let slot = self.tokens.slot(key);
+        slots.insert(id, slot.clone());
+        slot
+    }
+
+    /// How many keys have a slot.
+    pub fn len(&self) -> usize {
+        self.slots.lock().expect("keyed slots poisoned").len()
+    }
+}
