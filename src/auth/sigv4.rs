@@ -31,7 +31,12 @@ impl std::fmt::Debug for AwsSigV4 {
 }
 
 impl AwsSigV4 {
-    pub fn new(settings: &Settings, access_key_id: &str, secret: &Secret, session_token: Option<&Secret>) -> AwsSigV4 {
+    pub fn new(
+        settings: &Settings,
+        access_key_id: &str,
+        secret: &Secret,
+        session_token: Option<&Secret>,
+    ) -> AwsSigV4 {
         AwsSigV4 {
             credentials: std::sync::Arc::new(Credentials {
                 access_key_id: access_key_id.to_owned(),

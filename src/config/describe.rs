@@ -29,7 +29,11 @@ pub fn describe(config: &Config) -> String {
             let _ = writeln!(out, "  header {name}");
         }
         for t in &nc.header_templates {
-            let shown = if t.secret { "[formula with a secret, redacted]" } else { "[formula]" };
+            let shown = if t.secret {
+                "[formula with a secret, redacted]"
+            } else {
+                "[formula]"
+            };
             let _ = writeln!(out, "  header {}: {shown}", t.name);
         }
         match &ec.protocol {
@@ -77,8 +81,19 @@ pub fn describe(config: &Config) -> String {
                     let names: Vec<&str> = parameters.iter().map(|(n, _)| n.as_str()).collect();
                     format!(", parameters {}", names.join(", "))
                 }
-                (_, PrincipalKeys::Aws { access_key_id, session_token, .. }) => {
-                    let session = if session_token.is_some() { " with a session token" } else { "" };
+                (
+                    _,
+                    PrincipalKeys::Aws {
+                        access_key_id,
+                        session_token,
+                        ..
+                    },
+                ) => {
+                    let session = if session_token.is_some() {
+                        " with a session token"
+                    } else {
+                        ""
+                    };
                     format!(", access key {access_key_id}{session}")
                 }
                 _ => String::new(),

@@ -56,7 +56,10 @@ const OAUTH2_KEYS: &[&str] = &[
 /// The keys an external credential of `protocol` may have (every key, when unknown).
 pub(super) fn keys_of(protocol: Option<ProtocolName>) -> Vec<&'static str> {
     let mut keys = COMMON_KEYS.to_vec();
-    for (p, more) in [(ProtocolName::Oauth2, OAUTH2_KEYS), (ProtocolName::AwsSigv4, AWS_KEYS)] {
+    for (p, more) in [
+        (ProtocolName::Oauth2, OAUTH2_KEYS),
+        (ProtocolName::AwsSigv4, AWS_KEYS),
+    ] {
         if protocol.is_none_or(|protocol| protocol == p) {
             keys.extend_from_slice(more);
         }
@@ -67,10 +70,13 @@ pub(super) fn keys_of(protocol: Option<ProtocolName>) -> Vec<&'static str> {
 /// Why `key` is out of place in an entry of `protocol`, when it belongs to another one.
 pub(super) fn belongs_elsewhere(protocol: Option<ProtocolName>, key: &str) -> Option<String> {
     let protocol = protocol?;
-    let owner = [(ProtocolName::Oauth2, OAUTH2_KEYS), (ProtocolName::AwsSigv4, AWS_KEYS)]
-        .into_iter()
-        .find(|(p, keys)| *p != protocol && keys.contains(&key))?
-        .0;
+    let owner = [
+        (ProtocolName::Oauth2, OAUTH2_KEYS),
+        (ProtocolName::AwsSigv4, AWS_KEYS),
+    ]
+    .into_iter()
+    .find(|(p, keys)| *p != protocol && keys.contains(&key))?
+    .0;
     Some(format!(
         "applies only to protocol = \"{}\", not to protocol = \"{}\"",
         owner.as_str(),
@@ -126,7 +132,9 @@ impl Reader<'_> {
         let context = t.context.clone();
         let headers = self.headers(&context, raw_headers, false);
         self.ec_headers.insert(name.get_ref().clone(), headers);
-        self.finish(t, &keys_of(protocol_name), &|key| belongs_elsewhere(protocol_name, key));
+        self.finish(t, &keys_of(protocol_name), &|key| {
+            belongs_elsewhere(protocol_name, key)
+        });
         Some(ExternalCredential {
             name: name.get_ref().clone().into_boxed_str(),
             protocol: protocol?,

@@ -171,8 +171,9 @@ pub(super) fn field_problem(ec: &ExternalCredential, field: &Field) -> Option<St
             .then(|| format!("`{field}` needs protocol = \"oauth2\", not \"{protocol}\"")),
         Field::AuthorizationHeaderValue => (protocol != "oauth2" && protocol != "basic")
             .then(|| format!("`{field}` needs protocol = \"oauth2\" or \"basic\", not \"{protocol}\"")),
-        Field::Username | Field::Password => (protocol != "basic")
-            .then(|| format!("`{field}` needs protocol = \"basic\", not \"{protocol}\"")),
+        Field::Username | Field::Password => {
+            (protocol != "basic").then(|| format!("`{field}` needs protocol = \"basic\", not \"{protocol}\""))
+        }
         Field::User(_) => None,
     }
 }

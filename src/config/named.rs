@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use toml::Spanned;
 
 use super::names::suggestion;
@@ -28,7 +27,6 @@ const KEYS: &[&str] = &[
     "client_certificate",
     "private_key",
 ];
-
 
 impl Reader<'_> {
     /// One named credential. `externals` holds every external credential by name, `None`

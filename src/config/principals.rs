@@ -197,7 +197,10 @@ impl Reader<'_> {
                 let mut parameters = Vec::new();
                 for (name, value) in raw.into_inner() {
                     if let Err(why) = check_name(&name) {
-                        self.problem(Some(value.span()), format!("{context}: parameter name `{name}` {why}"));
+                        self.problem(
+                            Some(value.span()),
+                            format!("{context}: parameter name `{name}` {why}"),
+                        );
                         continue;
                     }
                     let secret = self.secret(&format!("{context}: parameter `{name}`"), &value)?;

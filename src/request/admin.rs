@@ -140,7 +140,9 @@ fn credentials(routes: &Routes) -> serde_json::Value {
                 .map(|(p, credential)| {
                     let token = match credential {
                         Credential::OAuth(oauth) => token_state(oauth),
-                        Credential::Basic(_) | Credential::AwsSigV4(_) | Credential::None => serde_json::Value::Null,
+                        Credential::Basic(_) | Credential::AwsSigV4(_) | Credential::None => {
+                            serde_json::Value::Null
+                        }
                     };
                     json!({
                         "name": &*p.name,

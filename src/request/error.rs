@@ -47,7 +47,9 @@ pub enum ProxyError {
     SubjectTokenRequired(AuthError),
     #[error("x-callout-user headers need a caller whose entry has `assert_users = true`")]
     UserAssertionNotAllowed,
-    #[error("header `{0}` would hold a control character (CR, LF or NUL) from a merge field; the request was not sent")]
+    #[error(
+        "header `{0}` would hold a control character (CR, LF or NUL) from a merge field; the request was not sent"
+    )]
     BadHeaderValue(http::HeaderName),
     #[error("{0}")]
     CannotApply(AuthError),

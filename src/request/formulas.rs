@@ -25,7 +25,12 @@ impl User {
     /// The user `headers` assert, refused unless `caller` may assert users: a caller whose
     /// entry has `assert_users = true`, or anyone when no callers are configured and the
     /// listener is local.
-    pub fn asserted(headers: &HeaderMap, caller: Option<&Caller>, callers: bool, listen: &Listen) -> Result<User, ProxyError> {
+    pub fn asserted(
+        headers: &HeaderMap,
+        caller: Option<&Caller>,
+        callers: bool,
+        listen: &Listen,
+    ) -> Result<User, ProxyError> {
         let mut found = Vec::new();
         for (name, value) in headers {
             let name = name.as_str();
@@ -90,8 +95,12 @@ impl Fields for RequestFields<'_> {
                 .token
                 .and_then(|t| t.authorization().to_str().ok())
                 .map(Cow::Borrowed),
-            (Field::Username, PrincipalKeys::Basic { username, .. }) => Some(Cow::Borrowed(username.expose())),
-            (Field::Password, PrincipalKeys::Basic { password, .. }) => Some(Cow::Borrowed(password.expose())),
+            (Field::Username, PrincipalKeys::Basic { username, .. }) => {
+                Some(Cow::Borrowed(username.expose()))
+            }
+            (Field::Password, PrincipalKeys::Basic { password, .. }) => {
+                Some(Cow::Borrowed(password.expose()))
+            }
             (Field::User(name), _) => self.user.get(name).map(Cow::Borrowed),
             _ => None,
         }
@@ -120,7 +129,8 @@ pub fn render<'t>(
         if !is_header_safe(&value) {
             return Err(ProxyError::BadHeaderValue(template.name.clone()));
         }
-        let mut value = HeaderValue::from_str(&value).map_err(|_| ProxyError::BadHeaderValue(template.name.clone()))?;
+        let mut value = HeaderValue::from_bytes(value.as_bytes())
+            .map_err(|_| ProxyError::BadHeaderValue(template.name.clone()))?;
         value.set_sensitive(template.secret);
         headers.insert(template.name.clone(), value);
     }

@@ -122,7 +122,12 @@ async fn forward<'r>(
     let caller = authenticate(&routes.config.callers, &parts.headers, peer)?;
     log.caller = caller.map(|c| &*c.name);
     let callers_configured = !routes.config.callers.is_empty();
-    let user = User::asserted(&parts.headers, caller, callers_configured, &routes.config.server.listen)?;
+    let user = User::asserted(
+        &parts.headers,
+        caller,
+        callers_configured,
+        &routes.config.server.listen,
+    )?;
     let target = parse_target(parts.uri.path(), parts.uri.query())
         .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     let route = routes.route(target.name)?;
@@ -189,7 +194,8 @@ async fn forward<'r>(
         user: &user,
         subject_token,
     };
-    let (response, applied) = attempt(route, credential, &outgoing, (replay.as_ref(), &who), first_body).await?;
+    let (response, applied) =
+        attempt(route, credential, &outgoing, (replay.as_ref(), &who), first_body).await?;
     log.cache = applied.cache;
     if !credential.rejected(&applied, response.status().as_u16()) {
         return Ok(response);
@@ -202,8 +208,7 @@ async fn forward<'r>(
     drop(response);
     log.retried = true;
     let body = RequestBody::buffered(bytes.clone());
-    let (response, applied) =
-        attempt(route, credential, &outgoing, (Some(&bytes), &who), body).await?;
+    let (response, applied) = attempt(route, credential, &outgoing, (Some(&bytes), &who), body).await?;
     // Rejected again: drop what was used, so the next request does not reuse it.
     credential.rejected(&applied, response.status().as_u16());
     Ok(response)
@@ -223,7 +228,11 @@ async fn attempt(
     // Formulas that need no token first, so that a signing credential signs them too.
     if !templates.is_empty() {
         let fields = who.fields(None);
-        formulas::render(templates.iter().filter(|t| !needs_token(t)), &fields, &mut headers)?;
+        formulas::render(
+            templates.iter().filter(|t| !needs_token(t)),
+            &fields,
+            &mut headers,
+        )?;
     }
     let applied = credential
         .apply(Attempt {

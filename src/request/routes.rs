@@ -9,8 +9,8 @@ use std::time::Duration;
 use http::HeaderValue;
 use tokio::sync::Semaphore;
 
-use super::formulas::needs_token;
 use super::error::ProxyError;
+use super::formulas::needs_token;
 use super::principal::PrincipalIndex;
 use crate::auth::{Credential, Tokens};
 use crate::config::{Config, NamedCredential, suggestion};

@@ -7,6 +7,7 @@ mod support;
 
 mod callers;
 mod cli;
+mod custom;
 mod delegation;
 mod docs;
 mod errors;

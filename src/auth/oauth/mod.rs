@@ -20,14 +20,14 @@ pub use client_auth::{ClientAuthentication, Signer, StagedSecret};
 pub use client_credentials::ClientCredentials;
 pub use endpoint::{TokenClients, TokenTls};
 pub use jwt_bearer::JwtBearer;
-pub use response::parse_token_response;
 pub use keyed::KeyedSlots;
+pub use response::parse_token_response;
 pub use token_exchange::TokenExchange;
 pub use token_request::Endpoint;
 
 use super::{Applied, AuthError};
-use crate::formula::{Field, Fields, Formula};
 use crate::config::{ClientAuth, ExternalCredential, Flow, OAuth2, OAuthClient, Principal};
+use crate::formula::{Field, Fields, Formula};
 use crate::secret::Secret;
 use crate::token::{Fetched, Lifetimes, Mint, TokenCache, TokenError, TokenKey, TokenSlot};
 
@@ -216,7 +216,11 @@ impl OAuth {
     ) -> Result<Arc<TokenSlot<Grant>>, AuthError> {
         match &self.source {
             Source::Slot(slot) => Ok(slot.clone()),
-            Source::Keyed { slots, scope, subject } => {
+            Source::Keyed {
+                slots,
+                scope,
+                subject,
+            } => {
                 let token = match subject {
                     true => Some(
                         subject_token
@@ -227,7 +231,9 @@ impl OAuth {
                     false => None,
                 };
                 let scope = match (scope, fields) {
-                    (Some(formula), Some(fields)) => Some(formula.render(fields, std::time::SystemTime::now())?),
+                    (Some(formula), Some(fields)) => {
+                        Some(formula.render(fields, std::time::SystemTime::now())?)
+                    }
                     (Some(formula), None) => Some(formula.render(&NoFields, std::time::SystemTime::now())?),
                     (None, _) => None,
                 };
