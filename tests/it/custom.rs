@@ -292,3 +292,90 @@ proptest! {
         });
     }
 }
+
+fn sigv4_config(upstream: &Upstream, service: &str) -> String {
+    format!(
+        r#"
+[server]
+retry_body_limit = 1024
+max_request_body = 65536
+
+[external_credentials.Aws]
+protocol = "aws_sigv4"
+aws_region = "eu-west-1"
+aws_service = "{service}"
+
+[[external_credentials.Aws.principals]]
+name = "Svc"
+sequence = 1
+permission_sets = ["Live"]
+access_key_id = "AKIDEXAMPLE"
+secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+session_token = "session-token-value"
+
+[named_credentials.Aws_Api]
+url = "{}"
+external_credential = "Aws"
+"#,
+        upstream.url()
+    )
+}
+
+#[tokio::test]
+async fn sigv4_signs_the_body_hash_or_streams_unsigned_to_s3_only() {
+    use crate::support::http_request;
+    let sha256 = |b: &[u8]| {
+        ring::digest::digest(&ring::digest::SHA256, b)
+            .as_ref()
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    let upstream = Upstream::start().await;
+    let api = Callout::start(&sigv4_config(&upstream, "execute-api")).await;
+    let body = b"{\"hello\":\"world\"}".to_vec();
+    let (status, _, _) = http_request(
+        "POST",
+        &api.url("/Aws_Api/v1/items?b=2&a=1"),
+        &[LIVE],
+        body.clone().into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = upstream.last().unwrap();
+    let auth = seen.headers["authorization"].to_str().unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && auth.contains("/eu-west-1/execute-api/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, Signature="),
+        "{auth}"
+    );
+    assert_eq!(seen.headers["x-amz-content-sha256"], sha256(&body).as_str());
+    assert_eq!(seen.headers["x-amz-security-token"], "session-token-value");
+    // Beyond max_request_body, a service that needs the hash gets no request: 413.
+    let big = vec![b'x'; 70_000];
+    let (status, headers, _) =
+        http_request("PUT", &api.url("/Aws_Api/v1/blob"), &[LIVE], big.clone().into()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(headers["x-callout-error"], "body_too_large");
+
+    // S3 takes a streamed body as UNSIGNED-PAYLOAD; a small one is still hashed.
+    let s3 = Callout::start(&sigv4_config(&upstream, "s3").replace("max_request_body = 65536", "")).await;
+    let (status, _, _) = http_request("PUT", &s3.url("/Aws_Api/bucket/big.bin"), &[LIVE], big.into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        upstream.last().unwrap().headers["x-amz-content-sha256"],
+        "UNSIGNED-PAYLOAD"
+    );
+    let (status, _, _) = http_request(
+        "PUT",
+        &s3.url("/Aws_Api/bucket/small.txt"),
+        &[LIVE],
+        body.clone().into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        upstream.last().unwrap().headers["x-amz-content-sha256"],
+        sha256(&body).as_str()
+    );
+}

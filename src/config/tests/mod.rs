@@ -7,6 +7,7 @@ use super::validate::validate;
 use super::{ClientAuth, Config, LoadOptions, PrincipalKeys, Problem, Protocol};
 
 mod flows;
+mod formulas;
 mod messages;
 
 const GOOD: &str = r#"
