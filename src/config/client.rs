@@ -188,7 +188,18 @@ impl Reader<'_> {
         let algorithm = self.take::<Algorithm>(t, "signing_algorithm");
         let key_id = self.take::<String>(t, "key_id").map(Spanned::into_inner);
         let subject = self.require_if::<String>(t, "jwt_subject", needs_subject);
-        let subject = subject.map(Spanned::into_inner);
+        // A formula subject (`{!$User.Username}`) makes the principal per user.
+        let mut formulas = Vec::new();
+        let subject = match subject {
+            Some(s) => match self.user_formula(&context, "jwt_subject", &s) {
+                Some(f) if f.constant().is_none() => {
+                    formulas.push(("sub".to_owned(), f));
+                    Some(String::new())
+                }
+                _ => Some(s.into_inner()),
+            },
+            None => None,
+        };
         let audience = self.take::<String>(t, "jwt_audience").map(Spanned::into_inner);
         let lifetime = self.take::<RawDuration>(t, "jwt_lifetime");
         let claims = self.take::<BTreeMap<String, toml::Value>>(t, "jwt_claims");
@@ -217,6 +228,21 @@ impl Reader<'_> {
                     );
                     continue;
                 }
+                if let toml::Value::String(text) = &value {
+                    let spanned = Spanned::new(span.clone(), text.clone());
+                    match self.user_formula(&context, "jwt_claims", &spanned) {
+                        Some(f) if f.constant().is_none() => {
+                            formulas.push((name, f));
+                            continue;
+                        }
+                        Some(f) => {
+                            let text = f.constant().expect("constant").to_owned();
+                            extra.push((name, serde_json::Value::String(text)));
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
                 match serde_json::to_value(&value) {
                     Ok(json) => extra.push((name, json)),
                     Err(e) => self.problem(
@@ -244,6 +270,7 @@ impl Reader<'_> {
             audience,
             lifetime: lifetime?,
             claims: extra,
+            formulas,
         })
     }
 }

@@ -182,18 +182,32 @@ impl Reader<'_> {
     /// Checks a `scope`, which may be a formula over `$User` fields (the evaluated scope is
     /// part of the token's cache key, so each user's token is cached apart).
     pub(super) fn check_scope(&mut self, context: &str, scope: &Spanned<String>) {
-        match Formula::parse(scope.get_ref()) {
+        self.user_formula(context, "scope", scope);
+    }
+
+    /// A value (`scope`, `jwt_subject`, a `jwt_claims` string) that may be a formula over
+    /// `$User` fields only; `None` when a problem was reported.
+    pub(super) fn user_formula(
+        &mut self,
+        context: &str,
+        key: &str,
+        value: &Spanned<String>,
+    ) -> Option<Formula> {
+        match Formula::parse(value.get_ref()) {
             Err(e) => {
-                let at = scope.span().start + 1 + e.offset;
-                self.problem(Some(at..at + 1), format!("{context}: scope: {e}"));
+                let at = value.span().start + 1 + e.offset;
+                self.problem(Some(at..at + 1), format!("{context}: {key}: {e}"));
+                None
             }
             Ok(formula) => {
                 if let Some(field) = formula.fields().find(|f| !matches!(f, Field::User(_))) {
                     self.problem(
-                        Some(scope.span()),
-                        format!("{context}: scope can use only $User fields, not `{field}`"),
+                        Some(value.span()),
+                        format!("{context}: {key} can use only $User fields, not `{field}`"),
                     );
+                    return None;
                 }
+                Some(formula)
             }
         }
     }

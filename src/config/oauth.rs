@@ -60,7 +60,7 @@ pub struct OAuthClient {
 }
 
 /// How assertions are signed, and the claims they carry besides the fresh ones.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct JwtSigning {
     /// `None` only when the config was read without secrets (`check --no-secrets`).
     pub key: Option<SigningKey>,
@@ -77,6 +77,9 @@ pub struct JwtSigning {
     pub lifetime: Duration,
     /// `jwt_claims`, sorted by name.
     pub claims: Vec<(String, serde_json::Value)>,
+    /// Claims whose value is a formula over the request's `$User` fields, rendered per
+    /// request (`sub` for a formula `jwt_subject`): each user gets a token of their own.
+    pub formulas: Vec<(String, crate::formula::Formula)>,
 }
 
 /// A certificate chain and its private key, for TLS client authentication.

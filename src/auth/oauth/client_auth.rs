@@ -98,6 +98,7 @@ impl PartialEq for Signer {
             && a.audience == b.audience
             && a.lifetime == b.lifetime
             && a.claims == b.claims
+            && a.formulas == b.formulas
     }
 }
 
@@ -119,6 +120,7 @@ impl Hash for Signer {
         for (name, value) in &s.claims {
             (name, value.to_string()).hash(state);
         }
+        s.formulas.hash(state);
     }
 }
 

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Grant, Tokens};
-use crate::secret::Secret;
 use crate::token::{TokenKey, TokenSlot};
 
 /// Keys with a slot, per principal. Past this, slots without a usable token are dropped
@@ -35,14 +34,20 @@ impl KeyedSlots {
         &self.template
     }
 
-    /// The slot for `subject_token` (token exchange) and `scope` (when it is a formula).
-    pub fn slot(&self, subject_token: Option<&str>, scope: Option<&str>) -> Arc<TokenSlot<Grant>> {
+    /// The slot for what varies per request (`parts`: the subject token, the evaluated
+    /// scope and claims); `customize` sets them on the grant of a new slot.
+    pub fn slot(&self, parts: &[Option<&str>], customize: impl FnOnce(&mut Grant)) -> Arc<TokenSlot<Grant>> {
         let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-        for part in [subject_token, scope] {
-            // Length-prefixed, so that no two different pairs hash the same input.
-            let part = part.unwrap_or_default();
-            hash.update(&(part.len() as u64).to_be_bytes());
-            hash.update(part.as_bytes());
+        for part in parts {
+            // Tagged and length-prefixed, so that no two different lists hash the same input.
+            match part {
+                None => hash.update(&[0]),
+                Some(part) => {
+                    hash.update(&[1]);
+                    hash.update(&(part.len() as u64).to_be_bytes());
+                    hash.update(part.as_bytes());
+                }
+            }
         }
         let id: [u8; 32] = hash.finish().as_ref().try_into().expect("SHA-256 is 32 bytes");
         let mut slots = self.slots.lock().expect("keyed slots poisoned");
@@ -56,12 +61,7 @@ impl KeyedSlots {
             }
         }
         let mut key = self.template.clone();
-        if let Some(subject) = subject_token {
-            key.grant.set_subject_token(Secret::new(subject));
-        }
-        if let Some(scope) = scope {
-            key.grant.set_scope(scope);
-        }
+        customize(&mut key.grant);
         let slot = self.tokens.slot(key);
         slots.insert(id, slot.clone());
         slot

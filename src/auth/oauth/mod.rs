@@ -65,6 +65,37 @@ impl Grant {
         }
     }
 
+    /// The JWT settings of the grant, when it signs assertions.
+    fn jwt(&mut self) -> Option<&mut Signer> {
+        match self {
+            Grant::JwtBearer(g) => Some(&mut g.signer),
+            Grant::ClientCredentials(ClientCredentials {
+                client: ClientAuthentication::PrivateKeyJwt { jwt, .. },
+                ..
+            })
+            | Grant::TokenExchange(TokenExchange {
+                client: ClientAuthentication::PrivateKeyJwt { jwt, .. },
+                ..
+            }) => Some(jwt),
+            _ => None,
+        }
+    }
+
+    /// Sets claims rendered for one request (`sub` is the subject).
+    fn set_claims(&mut self, rendered: Vec<(String, String)>) {
+        let Some(signer) = self.jwt() else { return };
+        let mut jwt = (*signer.0).clone();
+        for (name, value) in rendered {
+            if name == "sub" {
+                jwt.subject = Some(value);
+            } else {
+                jwt.claims.push((name, serde_json::Value::String(value)));
+            }
+        }
+        jwt.formulas.clear();
+        *signer = Signer(Arc::new(jwt));
+    }
+
     fn set_scope(&mut self, scope: &str) {
         let slot = match self {
             Grant::ClientCredentials(g) => &mut g.scope,
@@ -106,6 +137,8 @@ pub enum Source {
         scope: Option<Arc<Formula>>,
         /// Whether the caller's subject token is exchanged.
         subject: bool,
+        /// Assertion claims that are formulas (`jwt_subject = "{!$User.Username}"`).
+        claims: Arc<[(String, Formula)]>,
     },
 }
 
@@ -174,11 +207,17 @@ impl OAuth {
             },
         };
         let subject = settings.flow == Flow::TokenExchange;
-        let source = if subject || scope_formula.is_some() {
+        let signs = settings.flow == Flow::JwtBearer || registration.client_auth == ClientAuth::PrivateKeyJwt;
+        let claims: Arc<[(String, Formula)]> = match (&client.jwt, signs) {
+            (Some(jwt), true) => jwt.formulas.clone().into(),
+            _ => Arc::new([]),
+        };
+        let source = if subject || scope_formula.is_some() || !claims.is_empty() {
             Source::Keyed {
                 slots: Arc::new(KeyedSlots::new(key, tokens)),
                 scope: scope_formula.map(Arc::new),
                 subject,
+                claims,
             }
         } else {
             Source::Slot(tokens.slot(key))
@@ -220,6 +259,7 @@ impl OAuth {
                 slots,
                 scope,
                 subject,
+                claims,
             } => {
                 let token = match subject {
                     true => Some(
@@ -230,14 +270,32 @@ impl OAuth {
                     ),
                     false => None,
                 };
-                let scope = match (scope, fields) {
-                    (Some(formula), Some(fields)) => {
-                        Some(formula.render(fields, std::time::SystemTime::now())?)
-                    }
-                    (Some(formula), None) => Some(formula.render(&NoFields, std::time::SystemTime::now())?),
-                    (None, _) => None,
+                let now = std::time::SystemTime::now();
+                let fields: &dyn Fields = match fields {
+                    Some(fields) => fields,
+                    None => &NoFields,
                 };
-                Ok(slots.slot(token, scope.as_deref()))
+                let scope = match scope {
+                    Some(formula) => Some(formula.render(fields, now)?),
+                    None => None,
+                };
+                let mut rendered = Vec::with_capacity(claims.len());
+                for (name, formula) in claims.iter() {
+                    rendered.push((name.clone(), formula.render(fields, now)?.into_owned()));
+                }
+                let mut parts = vec![token, scope.as_deref()];
+                parts.extend(rendered.iter().map(|(_, v)| Some(v.as_str())));
+                Ok(slots.slot(&parts, |grant| {
+                    if let Some(token) = token {
+                        grant.set_subject_token(Secret::new(token));
+                    }
+                    if let Some(scope) = &scope {
+                        grant.set_scope(scope);
+                    }
+                    if !rendered.is_empty() {
+                        grant.set_claims(rendered.clone());
+                    }
+                }))
             }
         }
     }
