@@ -1,4 +1,5 @@
-//! Interoperability with real OAuth 2.0 authorization servers (hardening issue, section 1).
+//! Interoperability with real OAuth 2.0 authorization servers (hardening issue, section 1),
+//! and with moto's AWS endpoints for `protocol = "aws_sigv4"` (`tests/interop/aws.rs`).
 //!
 //! Two independent servers from the npm registry run on loopback as child processes:
 //! `oidc-provider` (OpenID Certified; `tests/interop/oidc.mjs`) and `oauth2-mock-server`
@@ -13,7 +14,7 @@
 //! Needs node (20.19+) and npm; the first test runs `npm ci --prefix tests/interop` when
 //! `tests/interop/node_modules` does not match the lock file. The Authlib tests need python3
 //! with venv and the venv `$CALLOUT_VENV` (default `target/ci-venv`), which they create and
-//! fill from `tests/interop/requirements.txt` when needed; the RSA test keys need `openssl`.
+//! fill from `tests/interop/requirements.txt` when needed (the moto tests use the same venv); the RSA test keys need `openssl`.
 //! Without any of them the suite fails; it never skips.
 
 #[path = "interop/support.rs"]
@@ -21,6 +22,9 @@ mod support;
 
 #[path = "interop/flows.rs"]
 mod flows;
+
+#[path = "interop/aws.rs"]
+mod aws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

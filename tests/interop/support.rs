@@ -1,7 +1,7 @@
-//! Fixtures for the interop suite: the node servers (`oidc.mjs`, `mock.mjs`, `rs.mjs`) and
-//! the Authlib server (`authlib_server.py`, in a Python venv) as child processes, callout
-//! in-process, an RFC 7662 introspecting upstream, a small HTTP(S) client, and test keys and
-//! certificates made at run time.
+//! Fixtures for the interop suite: the node servers (`oidc.mjs`, `mock.mjs`, `rs.mjs`), the
+//! Authlib server (`authlib_server.py`) and moto (`moto_server.py`), both in a Python venv, as
+//! child processes, callout in-process, an RFC 7662 introspecting upstream, a small HTTP(S)
+//! client, and test keys and certificates made at run time.
 
 #![allow(dead_code)]
 
@@ -154,8 +154,9 @@ fn collect_output(child: &mut Child) -> Arc<Mutex<String>> {
     out
 }
 
-/// A server script from `tests/interop` (node, or Python for Authlib) running as a child
-/// process. It exits when its stdin closes; dropping this closes stdin, kills it and reaps it.
+/// A server script from `tests/interop` (node, or Python for Authlib and moto) running as a
+/// child process. It exits when its stdin closes; dropping this closes stdin, kills it and
+/// reaps it.
 pub struct NodeServer {
     pub name: &'static str,
     /// The JSON line the script printed once listening.
@@ -316,8 +317,29 @@ pub fn authlib_server(config: Value) -> NodeServer {
     NodeServer::spawn("authlib_server.py", command)
 }
 
+/// moto with IAM authentication on (see `moto_server.py`), run with the venv's python;
+/// `ready` has `url`, `region`, `account`, `bucket`, the IAM user's `user_arn`,
+/// `access_key_id` and `secret_access_key`, and a role session's `session_arn`,
+/// `session_access_key_id`, `session_secret_access_key` and `session_token`.
+pub fn moto_server() -> NodeServer {
+    let python = venv_python();
+    let mut command = Command::new(python);
+    command
+        .arg("moto_server.py")
+        .current_dir(interop_dir())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    // None of the machine's AWS settings may reach moto's bootstrap client.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|n| n.starts_with("AWS_")) {
+            command.env_remove(name);
+        }
+    }
+    NodeServer::spawn("moto_server.py", command)
+}
+
 // ---------------------------------------------------------------------------------------------
-// Python: the venv that runs authlib_server.py
+// Python: the venv that runs authlib_server.py and moto_server.py
 
 /// The venv's folder: `$CALLOUT_VENV` (what `.ci/run` exports), else `target/ci-venv` in
 /// the package (where `.ci/run` creates it by default).
@@ -351,7 +373,7 @@ fn prepare_venv() -> Result<PathBuf, String> {
         venv.args(["-m", "venv"]).arg(&dir);
         run_bounded(venv, &format!("python3 -m venv {}", dir.display()), PIP_TIMEOUT).map_err(|e| {
             format!(
-                "{e}\n(the Authlib server needs Python 3.9+ with the venv module, e.g. Debian's python3-venv)"
+                "{e}\n(the Authlib and moto servers need Python 3.10+ with the venv module, e.g. Debian's python3-venv)"
             )
         })?;
     }
