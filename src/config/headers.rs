@@ -95,9 +95,19 @@ impl Reader<'_> {
         ec: &ExternalCredential,
         shared: &RawHeaders,
         own: RawHeaders,
+        sets_authorization: bool,
     ) -> (http::HeaderMap, Vec<HeaderTemplate>) {
         let mut constant = http::HeaderMap::new();
         let mut templates = Vec::new();
+        if sets_authorization && shared.iter().any(|(h, _, _)| h == http::header::AUTHORIZATION) {
+            self.problem(
+                None,
+                format!(
+                    "{context}: external credential `{}` sets an `authorization` header, so this named credential needs generate_authorization_header = false",
+                    ec.name
+                ),
+            );
+        }
         for (header, _, span) in &own {
             if shared.iter().any(|(h, _, _)| h == header) {
                 self.problem(

@@ -96,7 +96,8 @@ impl Reader<'_> {
         let (headers, header_templates) = match &external {
             Some(ec) => {
                 let shared = self.ec_headers.remove(&*ec.name).unwrap_or_default();
-                let resolved = self.resolve_headers(&context, ec, &shared, own);
+                let resolved =
+                    self.resolve_headers(&context, ec, &shared, own, generate_authorization_header);
                 self.ec_headers.insert(ec.name.to_string(), shared);
                 resolved
             }

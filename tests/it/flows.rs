@@ -359,3 +359,61 @@ external_credential = "Entra"
     assert_eq!(header["x5t#S256"], thumb(&ring::digest::SHA256));
     assert_eq!(header["x5t"], thumb(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY));
 }
+
+#[tokio::test]
+async fn a_formula_subject_gives_each_user_a_token_of_their_own() {
+    let token = TokenServer::start().await;
+    let upstream = Upstream::start().await;
+    let toml = format!(
+        r#"
+[external_credentials.Salesforce]
+protocol = "oauth2"
+flow = "jwt_bearer"
+token_url = "{}"
+
+[[external_credentials.Salesforce.principals]]
+name = "Per_User"
+sequence = 1
+permission_sets = ["Sync"]
+client_id = "3MVG9-consumer-key"
+jwt_subject = "{{!$User.Username}}"
+jwt_claims = {{ dept = "{{!$User.Department}}", fixed = "yes" }}
+private_key = {{ file = "rsa-2048-pkcs8.pem" }}
+
+[named_credentials.Org]
+url = "{}"
+external_credential = "Salesforce"
+"#,
+        token.url(),
+        upstream.url()
+    );
+    let callout = start(&toml, &key_files(&["rsa-2048-pkcs8.pem"])).await;
+    for (user, dept) in [("ada@example.com", "R&D"), ("bob@example.com", "Sales"), ("ada@example.com", "R&D")] {
+        let headers = [
+            ("x-callout-permission-sets", "Sync"),
+            ("x-callout-user", user),
+            ("x-callout-user-department", dept),
+        ];
+        let (status, _, body) = http_get(&callout.url("/Org/x"), &headers).await;
+        assert_eq!(status, StatusCode::OK, "{body:?}");
+    }
+    let log = token.requests_log();
+    assert_eq!(log.len(), 2, "one token per user");
+    let claims: Vec<Value> = log
+        .iter()
+        .map(|r| verify(&r.form_value("assertion").unwrap(), "rsa-2048-pkcs8.pem", Algorithm::RS256).1)
+        .collect();
+    assert_eq!(claims[0]["sub"], "ada@example.com");
+    assert_eq!(claims[0]["dept"], "R&D");
+    assert_eq!(claims[1]["sub"], "bob@example.com");
+    assert_eq!(claims[1]["dept"], "Sales");
+    assert!(claims.iter().all(|c| c["fixed"] == "yes"));
+    let seen = upstream.seen();
+    let auth = |i: usize| seen[i].headers["authorization"].clone();
+    assert_eq!(auth(0), auth(2));
+    assert_ne!(auth(0), auth(1));
+    // Without the user, no assertion can be made for this principal.
+    let (status, _, _) = http_get(&callout.url("/Org/x"), &sets("Sync")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(token.requests(), 2);
+}

@@ -196,3 +196,11 @@ external_credential = "Aws"
         "`aws_region` applies only to protocol = \"aws_sigv4\", not to protocol = \"custom\"",
     );
 }
+
+#[test]
+fn an_authorization_formula_needs_generate_authorization_header_false() {
+    one(
+        &CUSTOM.replace("\"X-Api-Key\"", "Authorization").replace("generate_authorization_header = false\n", ""),
+        "sets an `authorization` header, so this named credential needs generate_authorization_header = false",
+    );
+}
