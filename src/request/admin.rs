@@ -184,7 +184,7 @@ fn token_state(oauth: &OAuth) -> serde_json::Value {
             })
         }
         Source::Keyed { slots, subject, .. } => json!({
-            "keyed_tokens": slots.len(),
+            "keyed_tokens": slots.keys(),
             "per": if *subject { "subject token" } else { "scope" },
             "client_secret_in_use": slots.key().grant.client().secret_in_use(),
         }),

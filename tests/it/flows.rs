@@ -388,7 +388,11 @@ external_credential = "Salesforce"
         upstream.url()
     );
     let callout = start(&toml, &key_files(&["rsa-2048-pkcs8.pem"])).await;
-    for (user, dept) in [("ada@example.com", "R&D"), ("bob@example.com", "Sales"), ("ada@example.com", "R&D")] {
+    for (user, dept) in [
+        ("ada@example.com", "R&D"),
+        ("bob@example.com", "Sales"),
+        ("ada@example.com", "R&D"),
+    ] {
         let headers = [
             ("x-callout-permission-sets", "Sync"),
             ("x-callout-user", user),
@@ -401,7 +405,14 @@ external_credential = "Salesforce"
     assert_eq!(log.len(), 2, "one token per user");
     let claims: Vec<Value> = log
         .iter()
-        .map(|r| verify(&r.form_value("assertion").unwrap(), "rsa-2048-pkcs8.pem", Algorithm::RS256).1)
+        .map(|r| {
+            verify(
+                &r.form_value("assertion").unwrap(),
+                "rsa-2048-pkcs8.pem",
+                Algorithm::RS256,
+            )
+            .1
+        })
         .collect();
     assert_eq!(claims[0]["sub"], "ada@example.com");
     assert_eq!(claims[0]["dept"], "R&D");

@@ -68,7 +68,7 @@ impl KeyedSlots {
     }
 
     /// How many keys have a slot.
-    pub fn len(&self) -> usize {
+    pub fn keys(&self) -> usize {
         self.slots.lock().expect("keyed slots poisoned").len()
     }
 }

@@ -200,7 +200,9 @@ external_credential = "Aws"
 #[test]
 fn an_authorization_formula_needs_generate_authorization_header_false() {
     one(
-        &CUSTOM.replace("\"X-Api-Key\"", "Authorization").replace("generate_authorization_header = false\n", ""),
+        &CUSTOM
+            .replace("\"X-Api-Key\"", "Authorization")
+            .replace("generate_authorization_header = false\n", ""),
         "sets an `authorization` header, so this named credential needs generate_authorization_header = false",
     );
 }
