@@ -32,7 +32,7 @@ cd "$(dirname "$0")"
 SECONDS_PER_TARGET="${SECONDS_PER_TARGET:-300}"
 SANITIZER="${SANITIZER:-address}"
 NICE="${NICE:-10}"
-ALL_TARGETS=(routing permission_sets token_response token_error config)
+ALL_TARGETS=(routing permission_sets token_response token_error config formula)
 if [ "$#" -gt 0 ]; then
     TARGETS=("$@")
 else
