@@ -33,7 +33,7 @@ const NPM_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long creating the Python venv and `pip install` may take.
 const PIP_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a node server may take to print its ready line.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Any single HTTP exchange made by the tests.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
