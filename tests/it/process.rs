@@ -966,7 +966,7 @@ async fn check_accepts_every_shipped_config_and_prints_its_map() {
             .map(|v| match v.as_str() {
                 v if v.ends_with("_PRIVATE_KEY") => (v, key.as_str()),
                 v if v.ends_with("_CERTIFICATE") => (v, cert.as_str()),
-                v => (v, "stand-in-secret"),
+                v => (v, "stand-in-secret-value"),
             })
             .collect();
 
