@@ -315,3 +315,14 @@ fn no_secrets_reads_no_key_file() {
     let config = validate(Path::new("/nowhere/callout.toml"), &text, &options).unwrap();
     assert!(describe(&config).contains("key not read, RS256"));
 }
+
+#[test]
+fn browser_flow_keys_on_an_auth_provider_are_named_as_such() {
+    let text = format!("{PROVIDER}authorize_url = \"https://okta.example/authorize\"\n");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("`authorize_url` is for the browser flow (flow = \"browser\"), which this version does not have yet"),
+        "{found:#?}"
+    );
+}
