@@ -6,6 +6,7 @@
 //! (`apply`), and whether the upstream's answer means the credential went stale and the
 //! attempt is worth repeating (`rejected`).
 
+mod assume_role;
 mod basic;
 pub mod oauth;
 mod sigv4;
@@ -116,12 +117,12 @@ impl Credential {
                     access_key_id,
                     secret_access_key,
                     session_token,
+                    assume_role,
                 },
             ) => Credential::AwsSigV4(AwsSigV4::new(
                 settings,
-                access_key_id,
-                secret_access_key,
-                session_token.as_ref(),
+                (access_key_id, secret_access_key, session_token.as_ref()),
+                assume_role.as_ref(),
             )),
             // Validation gives every principal the keys of its external credential's
             // protocol; `None` is the only protocol without keys.
@@ -164,7 +165,7 @@ impl Credential {
                     .await
             }
             Credential::AwsSigV4(sigv4) => {
-                sigv4.apply(attempt)?;
+                sigv4.apply(attempt).await?;
                 Ok(Applied::default())
             }
         }

@@ -86,6 +86,7 @@ pub fn describe(config: &Config) -> String {
                     PrincipalKeys::Aws {
                         access_key_id,
                         session_token,
+                        assume_role,
                         ..
                     },
                 ) => {
@@ -94,7 +95,11 @@ pub fn describe(config: &Config) -> String {
                     } else {
                         ""
                     };
-                    format!(", access key {access_key_id}{session}")
+                    let role = assume_role
+                        .as_ref()
+                        .map(|r| format!(", assumes role {}", r.role_arn))
+                        .unwrap_or_default();
+                    format!(", access key {access_key_id}{session}{role}")
                 }
                 _ => String::new(),
             };

@@ -186,8 +186,19 @@ pub enum PrincipalKeys {
         access_key_id: String,
         secret_access_key: Secret,
         session_token: Option<Secret>,
+        /// Sign with temporary credentials of this role, got with the keys above.
+        assume_role: Option<AssumeRole>,
     },
     None,
+}
+
+/// `role_arn`: STS AssumeRole with the principal's keys, for temporary credentials.
+#[derive(Debug, Clone)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub session_name: String,
+    /// The STS endpoint; `https://sts.REGION.amazonaws.com/` when not set.
+    pub sts_url: Option<http::Uri>,
 }
 
 /// A header whose value is a formula, rendered for each attempt.

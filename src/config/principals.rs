@@ -11,14 +11,21 @@ use super::external::ClientShape;
 use super::names::check_name;
 use super::raw::{ProtocolName, RawSecret};
 use super::read::{Reader, Table};
-use super::{Principal, PrincipalKeys};
+use super::{AssumeRole, Principal, PrincipalKeys};
 
 const COMMON_KEYS: &[&str] = &["name", "sequence", "permission_sets"];
 /// Besides the client keys (`CLIENT_KEYS`).
 const OAUTH2_KEYS: &[&str] = &["scope"];
 const BASIC_KEYS: &[&str] = &["username", "password"];
 const CUSTOM_KEYS: &[&str] = &["parameters"];
-const AWS_KEYS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
+const AWS_KEYS: &[&str] = &[
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "role_arn",
+    "role_session_name",
+    "sts_url",
+];
 
 /// The principal keys of each protocol that has some.
 fn protocol_keys() -> [(ProtocolName, Vec<&'static str>); 4] {
@@ -212,6 +219,17 @@ impl Reader<'_> {
                 let id = self.require::<String>(p, "access_key_id");
                 let secret = self.require::<RawSecret>(p, "secret_access_key");
                 let session = self.take::<RawSecret>(p, "session_token");
+                let role_arn = self.take::<String>(p, "role_arn");
+                let session_name = self.take::<String>(p, "role_session_name");
+                let sts_url = self.take::<String>(p, "sts_url");
+                let sts_url = sts_url.and_then(|url| self.endpoint_url(&context, "sts_url", &url, false));
+                let assume_role = role_arn.map(|arn| AssumeRole {
+                    role_arn: arn.into_inner(),
+                    session_name: session_name
+                        .map(Spanned::into_inner)
+                        .unwrap_or_else(|| "callout".to_owned()),
+                    sts_url,
+                });
                 let secret = secret.and_then(|s| self.secret(&format!("{context}: secret_access_key"), &s));
                 let session_token = match session {
                     Some(s) => Some(self.secret(&format!("{context}: session_token"), &s)?),
@@ -221,6 +239,7 @@ impl Reader<'_> {
                     access_key_id: id?.into_inner(),
                     secret_access_key: secret?,
                     session_token,
+                    assume_role,
                 })
             }
             ProtocolName::None => Some(PrincipalKeys::None),

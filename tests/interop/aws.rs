@@ -469,3 +469,47 @@ async fn moto_session_token() {
         text(&body)
     );
 }
+
+/// `role_arn`: callout assumes the role with the user's keys (one AssumeRole for many
+/// requests) and signs with the temporary credentials, session token included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_assume_role_signs_with_the_roles_temporary_credentials() {
+    const FORM: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+    const FORM_TYPE: (&str, &str) = ("content-type", "application/x-www-form-urlencoded; charset=utf-8");
+    let moto = moto_server();
+    let keys = Keys::user(&moto);
+    let toml = config(&moto, "STS", "sts", &keys).replace(
+        "\n[named_credentials.STS]",
+        &format!(
+            "role_arn = {}\nrole_session_name = \"callout-test\"\nsts_url = {}\n\n[named_credentials.STS]",
+            toml_str(&moto.get("role_arn")),
+            toml_str(&format!("{}/", moto.get("url")))
+        ),
+    );
+    let callout = Callout::start(&toml).await;
+    for _ in 0..3 {
+        let (status, body) = call(&callout, Method::POST, "/STS/", &[FORM_TYPE], FORM).await;
+        assert_eq!(status, StatusCode::OK, "{}", text(&body));
+        assert!(
+            text(&body).contains(":assumed-role/callout-interop-role/callout-test</Arn>"),
+            "{}",
+            text(&body)
+        );
+    }
+    let seen = received(&moto).await;
+    let by_user = format!("Credential={}/", keys.access_key_id);
+    let assumes = seen
+        .iter()
+        .filter(|r| header(r, "authorization").is_some_and(|a| a.contains(&by_user)))
+        .count();
+    assert_eq!(assumes, 1, "one AssumeRole with the user's key: {seen:?}");
+    assert_eq!(seen.len(), 4, "one AssumeRole and three calls: {seen:?}");
+    let last = seen.last().unwrap();
+    assert!(header(last, "x-amz-security-token").is_some(), "{last}");
+    assert!(
+        !header(last, "authorization")
+            .unwrap_or_default()
+            .contains(keys.access_key_id),
+        "the call is signed with the role's key, not the user's: {last}"
+    );
+}

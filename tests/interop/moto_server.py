@@ -59,7 +59,7 @@ POLICY = json.dumps(
     {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"}
+            {"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity", "sts:AssumeRole"], "Resource": "*"}
         ],
     }
 )
@@ -133,7 +133,7 @@ def bootstrap(url):
             "Statement": [
                 {
                     "Effect": "Allow",
-                    "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                    "Principal": {"AWS": [f"arn:aws:iam::{account}:root", user["Arn"]]},
                     "Action": "sts:AssumeRole",
                 }
             ],

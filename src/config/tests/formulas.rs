@@ -206,3 +206,31 @@ fn an_authorization_formula_needs_generate_authorization_header_false() {
         "sets an `authorization` header, so this named credential needs generate_authorization_header = false",
     );
 }
+
+#[test]
+fn an_aws_principal_may_assume_a_role_through_a_checked_sts_url() {
+    let aws = r#"
+[external_credentials.Aws]
+protocol = "aws_sigv4"
+aws_region = "eu-west-1"
+aws_service = "s3"
+
+[[external_credentials.Aws.principals]]
+name = "Svc"
+sequence = 1
+permission_sets = ["Svc"]
+access_key_id = "AKIDEXAMPLE"
+secret_access_key = "secret"
+role_arn = "arn:aws:iam::123456789012:role/reports"
+
+[named_credentials.Bucket]
+url = "https://bucket.s3.eu-west-1.amazonaws.com"
+external_credential = "Aws"
+"#;
+    let config = load(aws).unwrap();
+    assert!(describe(&config).contains("assumes role arn:aws:iam::123456789012:role/reports"));
+    one(
+        &aws.replace("role_arn =", "sts_url = \"http://sts.example.com/\"\nrole_arn ="),
+        "sts_url",
+    );
+}
