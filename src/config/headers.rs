@@ -99,9 +99,11 @@ impl Reader<'_> {
     ) -> (http::HeaderMap, Vec<HeaderTemplate>) {
         let mut constant = http::HeaderMap::new();
         let mut templates = Vec::new();
-        if sets_authorization && shared.iter().any(|(h, _, _)| h == http::header::AUTHORIZATION) {
+        let shared_authorization = shared.iter().find(|(h, _, _)| h == http::header::AUTHORIZATION);
+        if sets_authorization && let Some((_, _, span)) = shared_authorization {
+            // At the external credential's header: the fix is there or on this named credential.
             self.problem(
-                None,
+                Some(span.clone()),
                 format!(
                     "{context}: external credential `{}` sets an `authorization` header, so this named credential needs generate_authorization_header = false",
                     ec.name
