@@ -84,7 +84,7 @@ impl AwsSigV4 {
             Keys::Static(credentials) => &**credentials,
             Keys::Assumed(role) => {
                 assumed = role.credentials().await?;
-                &assumed.0
+                &assumed.credentials
             }
         };
         let payload = match attempt.body {

@@ -5,6 +5,7 @@ mod harness;
 mod limits;
 mod support;
 
+mod assume_role;
 mod callers;
 mod cli;
 mod custom;
