@@ -1,8 +1,9 @@
 //! callout: a credential-injecting HTTP reverse proxy.
 //!
 //! A caller sends `METHOD /NAMED_CREDENTIAL/rest` to callout on loopback; callout picks the
-//! caller's principal, applies that principal's credential (an OAuth 2.0 access token,
-//! Basic, or nothing), and forwards the request to the named credential's URL.
+//! caller's principal, applies that principal's credential (an OAuth 2.0 access token from
+//! any of the server-to-server flows, Basic, an AWS SigV4 signature, headers built by
+//! formulas, or nothing), and forwards the request to the named credential's URL.
 //!
 //! # Layout
 //! In the order a request meets them:
