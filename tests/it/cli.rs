@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use tokio::time::{Instant, sleep};
 
+use crate::process::{eventually, free_addr};
 use crate::support::{TokenServer, Upstream, http_get, try_http_request};
 
 /// Bound for every wait on an effect: a start, a reload, an exit.
@@ -97,20 +98,6 @@ fn assert_has(out: &str, needles: &[&str]) {
     for needle in needles {
         assert!(out.contains(needle), "no {needle:?} in:\n{out}");
     }
-}
-
-/// Waits (bounded) until `done` holds.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
 }
 
 fn write_mode(path: &Path, text: &str, mode: u32) {
