@@ -13,6 +13,9 @@ use crate::secret::Secret;
 pub struct Basic {
     /// Marked sensitive, so hyper's HTTP/2 encoder never indexes it.
     header: HeaderValue,
+    /// `false` when the value only feeds header formulas
+    /// (`generate_authorization_header = false`).
+    set_header: bool,
 }
 
 impl std::fmt::Debug for Basic {
@@ -25,11 +28,27 @@ impl Basic {
     pub fn new(username: &Secret, password: &Secret) -> Basic {
         Basic {
             header: basic_authorization(username.expose(), password.expose()),
+            set_header: true,
         }
     }
 
+    /// The same credential, with no `Authorization` header set.
+    pub fn without_header(&self) -> Basic {
+        Basic {
+            set_header: false,
+            ..self.clone()
+        }
+    }
+
+    /// `Basic ...`, what `$Credential.AuthorizationHeaderValue` gives.
+    pub fn authorization(&self) -> &HeaderValue {
+        &self.header
+    }
+
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(AUTHORIZATION, self.header.clone());
+        if self.set_header {
+            headers.insert(AUTHORIZATION, self.header.clone());
+        }
     }
 }
 

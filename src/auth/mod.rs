@@ -131,11 +131,22 @@ impl Credential {
     }
 
     /// What applies for a named credential with `generate_authorization_header = false`:
-    /// nothing, or with `token_for_formulas` the OAuth token without its header.
+    /// nothing, or with `token_for_formulas` the OAuth token (or Basic value) without its
+    /// header, for the formulas that read it.
     pub fn for_formulas_only(&self, token_for_formulas: bool) -> Credential {
         match self {
             Credential::OAuth(oauth) if token_for_formulas => Credential::OAuth(oauth.without_header()),
+            Credential::Basic(basic) if token_for_formulas => Credential::Basic(basic.without_header()),
             _ => Credential::None,
+        }
+    }
+
+    /// The `Authorization` value a Basic credential encoded at load; `None` for others,
+    /// whose value (a token) comes with each attempt.
+    pub fn basic_authorization(&self) -> Option<&http::HeaderValue> {
+        match self {
+            Credential::Basic(basic) => Some(basic.authorization()),
+            _ => None,
         }
     }
 

@@ -132,13 +132,21 @@ impl Reader<'_> {
                     let value = HeaderValue::from_str(value).expect("checked when read");
                     constant.insert(header, value);
                 }
-                None => templates.push(HeaderTemplate {
-                    secret: formula.holds_secret(),
-                    name: header,
-                    value: formula,
-                }),
+                None => {
+                    let needs_token = formula
+                        .fields()
+                        .any(|f| matches!(f, Field::OAuthToken | Field::AuthorizationHeaderValue));
+                    templates.push(HeaderTemplate {
+                        secret: formula.holds_secret(),
+                        needs_token,
+                        name: header,
+                        value: formula,
+                    });
+                }
             }
         }
+        // Those that need the token last (`NamedCredential::header_templates` splits there).
+        templates.sort_by_key(|t| t.needs_token);
         (constant, templates)
     }
 }

@@ -9,6 +9,7 @@ use toml::Spanned;
 use super::TlsIdentity;
 use super::raw::RawSecret;
 use super::read::Reader;
+use super::values::pem_certificates;
 use crate::jws::{Algorithm, SigningKey};
 
 impl Reader<'_> {
@@ -123,10 +124,9 @@ impl Reader<'_> {
                 }
             }
         };
-        let chain: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(text.as_bytes()).collect();
-        match chain {
-            Ok(chain) if !chain.is_empty() => Some(chain),
-            _ => {
+        match pem_certificates(text.as_bytes()) {
+            Ok(chain) => Some(chain),
+            Err(_) => {
                 self.problem(
                     Some(raw.span()),
                     format!(

@@ -208,6 +208,8 @@ pub struct HeaderTemplate {
     pub value: crate::formula::Formula,
     /// Its value depends on a secret: marked sensitive, never shown.
     pub secret: bool,
+    /// It reads the token, so it is rendered after the credential is applied.
+    pub needs_token: bool,
 }
 
 #[derive(Debug)]
@@ -229,7 +231,7 @@ pub struct NamedCredential {
     pub client_identity: Option<TlsIdentity>,
     /// Constant headers (the external credential's and its own).
     pub headers: HeaderMap,
-    /// Headers built by formulas, per attempt.
+    /// Headers built by formulas, per attempt; those that need the token last.
     pub header_templates: Vec<HeaderTemplate>,
 }
 
@@ -245,6 +247,15 @@ pub struct UpstreamUrl {
 impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+impl NamedCredential {
+    /// The header formulas rendered before the credential applies itself (so that a
+    /// signing credential signs them), and those that read its token, rendered after.
+    pub fn header_templates(&self) -> (&[HeaderTemplate], &[HeaderTemplate]) {
+        let split = self.header_templates.partition_point(|t| !t.needs_token);
+        self.header_templates.split_at(split)
     }
 }
 

@@ -163,10 +163,16 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    pem_certificates(&text)
+}
+
+/// Every certificate of a PEM text; an error when it holds none or a broken one.
+pub(super) fn pem_certificates(
+    text: &[u8],
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
     use rustls_pki_types::pem::PemObject;
-    let certs: Result<Vec<_>, _> = rustls_pki_types::CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read it: {e}"))?
-        .collect();
+    let certs: Result<Vec<_>, _> = rustls_pki_types::CertificateDer::pem_slice_iter(text).collect();
     let certs = certs.map_err(|e| format!("not a PEM certificate file: {e}"))?;
     if certs.is_empty() {
         return Err("holds no PEM certificate".into());

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue};
 
 use super::error::ProxyError;
-use crate::auth::basic_authorization;
 use crate::config::{Caller, HeaderTemplate, Listen, Principal, PrincipalKeys};
 use crate::formula::{Field, Fields, is_header_safe};
 use crate::token::Token;
@@ -75,6 +74,8 @@ pub struct RequestFields<'a> {
     pub principal: &'a Principal,
     /// The OAuth token applied to this attempt, if any.
     pub token: Option<&'a Token>,
+    /// The Basic credential's `Authorization` value, encoded at load.
+    pub basic: Option<&'a HeaderValue>,
     pub user: &'a User,
 }
 
@@ -87,13 +88,11 @@ impl Fields for RequestFields<'_> {
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| Cow::Borrowed(v.expose())),
             (Field::OAuthToken, _) => self.token.map(|t| Cow::Borrowed(t.access_token().expose())),
-            (Field::AuthorizationHeaderValue, PrincipalKeys::Basic { username, password }) => {
-                let value = basic_authorization(username.expose(), password.expose());
-                value.to_str().ok().map(|v| Cow::Owned(v.to_owned()))
-            }
             (Field::AuthorizationHeaderValue, _) => self
                 .token
-                .and_then(|t| t.authorization().to_str().ok())
+                .map(Token::authorization)
+                .or(self.basic)
+                .and_then(|v| v.to_str().ok())
                 .map(Cow::Borrowed),
             (Field::Username, PrincipalKeys::Basic { username, .. }) => {
                 Some(Cow::Borrowed(username.expose()))
@@ -107,17 +106,9 @@ impl Fields for RequestFields<'_> {
     }
 }
 
-/// Whether `template` needs the credential applied first (it uses the token).
-pub fn needs_token(template: &HeaderTemplate) -> bool {
-    template
-        .value
-        .fields()
-        .any(|f| matches!(f, Field::OAuthToken | Field::AuthorizationHeaderValue))
-}
-
 /// Renders `templates` into `headers`, replacing any header of the same name.
-pub fn render<'t>(
-    templates: impl Iterator<Item = &'t HeaderTemplate>,
+pub fn render(
+    templates: &[HeaderTemplate],
     fields: &RequestFields<'_>,
     headers: &mut HeaderMap,
 ) -> Result<(), ProxyError> {

@@ -12,7 +12,7 @@ use super::Proxy;
 use super::admin::{Asker, View};
 use super::caller::{authenticate, effective_sets};
 use super::error::{ALLOW_DEFAULT, ProxyError};
-use super::formulas::{self, RequestFields, User, needs_token};
+use super::formulas::{self, RequestFields, User};
 use super::principal::header_sets;
 use super::request_id::{REQUEST_ID, request_id};
 use super::routes::{Route, Routes};
@@ -224,15 +224,9 @@ async fn attempt(
     body: RequestBody,
 ) -> Result<(Response<UpstreamBody>, Applied), ProxyError> {
     let mut headers = outgoing.headers.clone();
-    let templates = &route.named.header_templates;
-    // Formulas that need no token first, so that a signing credential signs them too.
-    if !templates.is_empty() {
-        let fields = who.fields(None);
-        formulas::render(
-            templates.iter().filter(|t| !needs_token(t)),
-            &fields,
-            &mut headers,
-        )?;
+    let (before, after) = route.named.header_templates();
+    if !before.is_empty() {
+        formulas::render(before, &who.fields(None, None), &mut headers)?;
     }
     let applied = credential
         .apply(Attempt {
@@ -241,12 +235,12 @@ async fn attempt(
             headers: &mut headers,
             body: buffered,
             subject_token: who.subject_token,
-            fields: Some(&who.fields(None)),
+            fields: Some(&who.fields(None, None)),
         })
         .await?;
-    if templates.iter().any(needs_token) {
-        let fields = who.fields(applied.token());
-        formulas::render(templates.iter().filter(|t| needs_token(t)), &fields, &mut headers)?;
+    if !after.is_empty() {
+        let fields = who.fields(applied.token(), credential.basic_authorization());
+        formulas::render(after, &fields, &mut headers)?;
     }
     let request = outgoing.request(headers, body);
     let timeout = route.named.timeout;
@@ -282,10 +276,15 @@ struct Who<'a> {
 }
 
 impl<'a> Who<'a> {
-    fn fields(&self, token: Option<&'a crate::token::Token>) -> RequestFields<'a> {
+    fn fields(
+        &self,
+        token: Option<&'a crate::token::Token>,
+        basic: Option<&'a HeaderValue>,
+    ) -> RequestFields<'a> {
         RequestFields {
             principal: self.principal,
             token,
+            basic,
             user: self.user,
         }
     }

@@ -10,7 +10,6 @@ use http::HeaderValue;
 use tokio::sync::Semaphore;
 
 use super::error::ProxyError;
-use super::formulas::needs_token;
 use super::principal::PrincipalIndex;
 use crate::auth::{Credential, Tokens};
 use crate::config::{Config, NamedCredential, suggestion};
@@ -81,7 +80,7 @@ impl Routes {
                     credential: if named.generate_authorization_header {
                         credential.clone()
                     } else {
-                        credential.for_formulas_only(named.header_templates.iter().any(needs_token))
+                        credential.for_formulas_only(!named.header_templates().1.is_empty())
                     },
                     series: metrics.series(labels(&p.name)),
                 })

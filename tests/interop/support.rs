@@ -30,8 +30,6 @@ use tokio::task::JoinHandle;
 
 /// How long `npm ci` may take.
 const NPM_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long creating the Python venv and `pip install` may take.
-const PIP_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a node server may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Any single HTTP exchange made by the tests.
@@ -341,151 +339,9 @@ pub fn moto_server() -> NodeServer {
 // ---------------------------------------------------------------------------------------------
 // Python: the venv that runs authlib_server.py and moto_server.py
 
-/// The venv's folder: `$CALLOUT_VENV` (what `.ci/run` exports), else `target/ci-venv` in
-/// the package (where `.ci/run` creates it by default).
-fn venv_dir() -> PathBuf {
-    match std::env::var_os("CALLOUT_VENV") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join("ci-venv"),
-    }
-}
-
-/// The venv's python, with every package `tests/interop/requirements.txt` pins installed at
-/// its pinned version: creates the venv and runs `pip install -r` when needed, at most once
-/// per test process. Panics (never skips) when that cannot be done.
-pub fn venv_python() -> PathBuf {
-    static READY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match READY.get_or_init(prepare_venv) {
-        Ok(python) => python.clone(),
-        Err(e) => panic!("interop suite cannot run: {e}"),
-    }
-}
-
-fn prepare_venv() -> Result<PathBuf, String> {
-    let dir = venv_dir();
-    let python = dir.join("bin").join("python");
-    let requirements = interop_dir().join("requirements.txt");
-    let pins = pinned_requirements(&requirements)?;
-    if !python.exists() {
-        let mut venv = Command::new("python3");
-        venv.args(["-m", "venv"]).arg(&dir);
-        run_bounded(venv, &format!("python3 -m venv {}", dir.display()), PIP_TIMEOUT).map_err(|e| {
-            format!(
-                "{e}\n(the Authlib and moto servers need Python 3.10+ with the venv module, e.g. Debian's python3-venv)"
-            )
-        })?;
-    }
-    if missing_pins(&python, &pins)?.is_empty() {
-        return Ok(python);
-    }
-    let mut pip = Command::new(&python);
-    pip.args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "-r",
-    ])
-    .arg(&requirements);
-    run_bounded(
-        pip,
-        &format!(
-            "{} -m pip install -r tests/interop/requirements.txt (needs the PyPI registry)",
-            python.display()
-        ),
-        PIP_TIMEOUT,
-    )?;
-    let missing = missing_pins(&python, &pins)?;
-    if missing.is_empty() {
-        Ok(python)
-    } else {
-        Err(format!(
-            "`pip install` succeeded but the venv {} still lacks: {}",
-            dir.display(),
-            missing.join(", ")
-        ))
-    }
-}
-
-/// `name==version` lines of a requirements file.
-fn pinned_requirements(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.lines()
-        .map(|line| line.split('#').next().unwrap_or_default().trim())
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            line.split_once("==")
-                .map(|(name, version)| (name.trim().to_owned(), version.trim().to_owned()))
-                .ok_or_else(|| format!("{}: `{line}` is not pinned with ==", path.display()))
-        })
-        .collect()
-}
-
-/// The pinned packages the venv does not have at their pinned version ("name have != want").
-fn missing_pins(python: &Path, pins: &BTreeMap<String, String>) -> Result<Vec<String>, String> {
-    const CHECK: &str = r#"
-import json, sys
-from importlib.metadata import PackageNotFoundError, version
-for name, want in json.loads(sys.argv[1]).items():
-    try:
-        have = version(name)
-    except PackageNotFoundError:
-        have = None
-    if have != want:
-        print(f"{name} {have} != {want}")
-"#;
-    let output = Command::new(python)
-        .args(["-c", CHECK])
-        .arg(serde_json::to_string(pins).unwrap())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{} does not run ({}): {}\n(delete the venv {} to have it made again)",
-            python.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr),
-            python.parent().and_then(Path::parent).unwrap_or(python).display(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
-}
-
-/// Runs `command` to completion within `timeout`; its output is in the error.
-fn run_bounded(mut command: Command, what: &str, timeout: Duration) -> Result<(), String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("`{what}` cannot be started: {e}"))?;
-    let output = collect_output(&mut child);
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                // Let the reader threads catch the last of the output.
-                std::thread::sleep(Duration::from_millis(100));
-                return Err(format!("`{what}` failed ({status}):\n{}", output.lock().unwrap()));
-            }
-            Ok(None) if started.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("`{what}` took over {timeout:?}"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => return Err(format!("waiting for `{what}`: {e}")),
-        }
-    }
-}
+#[path = "../common/venv.rs"]
+mod venv;
+pub use venv::venv_python;
 
 // ---------------------------------------------------------------------------------------------
 // Test keys and certificates, made at run time

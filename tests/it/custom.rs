@@ -379,3 +379,39 @@ async fn sigv4_signs_the_body_hash_or_streams_unsigned_to_s3_only() {
         sha256(&body).as_str()
     );
 }
+
+#[tokio::test]
+async fn basic_merge_fields_without_the_authorization_header() {
+    let upstream = Upstream::start().await;
+    let toml = format!(
+        r#"
+[external_credentials.Legacy]
+protocol = "basic"
+
+[[external_credentials.Legacy.principals]]
+name = "Batch"
+sequence = 1
+permission_sets = ["Live"]
+username = "batch"
+password = "pw"
+
+[named_credentials.Old]
+url = "{}"
+external_credential = "Legacy"
+generate_authorization_header = false
+headers = {{ "X-Auth" = "{{!$Credential.AuthorizationHeaderValue}}", "X-User" = "{{!$Credential.Username}}" }}
+"#,
+        upstream.url()
+    );
+    let callout = Callout::start(&toml).await;
+    let (status, _, _) = http_get(&callout.url("/Old/x"), &[LIVE]).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = upstream.last().unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("batch:pw")
+    );
+    assert_eq!(seen.headers["x-auth"], basic.as_str());
+    assert_eq!(seen.headers["x-user"], "batch");
+    assert!(seen.headers.get("authorization").is_none());
+}

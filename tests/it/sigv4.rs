@@ -11,6 +11,7 @@
 //! `CALLOUT_SIGV4_SEED` picks another set of requests.
 
 mod cases;
+#[path = "../common/venv.rs"]
 mod venv;
 
 use std::collections::BTreeMap;

@@ -137,9 +137,8 @@ external_credential = "Idp"
     );
 }
 
-#[test]
-fn aws_sigv4_needs_its_region_service_and_keys() {
-    let aws = r#"
+/// One `aws_sigv4` external credential, principal `Svc`, named credential `Bucket`.
+const AWS: &str = r#"
 [external_credentials.Aws]
 protocol = "aws_sigv4"
 aws_region = "eu-west-1"
@@ -156,6 +155,10 @@ secret_access_key = "secret"
 url = "https://bucket.s3.eu-west-1.amazonaws.com"
 external_credential = "Aws"
 "#;
+
+#[test]
+fn aws_sigv4_needs_its_region_service_and_keys() {
+    let aws = AWS;
     let config = load(aws).unwrap();
     let text = describe(&config);
     assert!(
@@ -209,24 +212,11 @@ fn an_authorization_formula_needs_generate_authorization_header_false() {
 
 #[test]
 fn an_aws_principal_may_assume_a_role_through_a_checked_sts_url() {
-    let aws = r#"
-[external_credentials.Aws]
-protocol = "aws_sigv4"
-aws_region = "eu-west-1"
-aws_service = "s3"
-
-[[external_credentials.Aws.principals]]
-name = "Svc"
-sequence = 1
-permission_sets = ["Svc"]
-access_key_id = "AKIDEXAMPLE"
-secret_access_key = "secret"
-role_arn = "arn:aws:iam::123456789012:role/reports"
-
-[named_credentials.Bucket]
-url = "https://bucket.s3.eu-west-1.amazonaws.com"
-external_credential = "Aws"
-"#;
+    let aws = AWS.replace(
+        "secret_access_key = \"secret\"\n",
+        "secret_access_key = \"secret\"\nrole_arn = \"arn:aws:iam::123456789012:role/reports\"\n",
+    );
+    let aws = aws.as_str();
     let config = load(aws).unwrap();
     assert!(describe(&config).contains("assumes role arn:aws:iam::123456789012:role/reports"));
     one(
