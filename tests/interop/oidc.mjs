@@ -313,14 +313,16 @@ provider.registerGrantType(
     } catch (e) {
       throw new errors.InvalidGrant(`subject_token is invalid (${e.code ?? e.name})`);
     }
-    const remaining = subject.exp - Math.floor(Date.now() / 1000);
-    if (remaining <= 0) throw new errors.InvalidGrant('subject_token is expired');
+    const now = Math.floor(Date.now() / 1000);
+    if (subject.exp <= now) throw new errors.InvalidGrant('subject_token is expired');
 
     const target = params.resource ?? params.audience;
-    const token = new provider.ClientCredentials({
-      client,
-      expiresIn: Math.min(exchangeTtl, remaining),
-    });
+    const exp = Math.min(now + exchangeTtl, subject.exp);
+    const token = new provider.ClientCredentials({ client, expiresIn: exp - now });
+    // iat and exp are fixed here: left to the token format, a second that ticks over before
+    // the token is saved would let it outlive the subject token by one second.
+    token.iat = now;
+    token.exp = exp;
     exchangeClaims.set(token, { act: { sub: client.clientId }, subject_token_sub: subject.sub });
     if (target !== undefined) {
       const rs = resourceServer(target, exchangeTtl);
