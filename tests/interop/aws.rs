@@ -15,6 +15,8 @@ use super::support::{Callout, NodeServer, http, moto_server, toml_str};
 /// callout's `retry_body_limit` in these tests: bodies up to this many bytes are buffered
 /// (and hashed), larger ones stream.
 const RETRY_BODY_LIMIT: usize = 1024;
+/// The STS query form the identity checks post.
+const FORM: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 
 /// The credentials one principal signs with.
 struct Keys<'a> {
@@ -359,7 +361,6 @@ async fn moto_refuses_a_wrong_secret() {
 /// the IAM user. The secret comes from a file. A wrong secret is refused by STS too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_sts_get_caller_identity() {
-    const FORM: &str = "Action=GetCallerIdentity&Version=2011-06-15";
     const FORM_TYPE: (&str, &str) = ("content-type", "application/x-www-form-urlencoded; charset=utf-8");
     let moto = moto_server();
     let dir = tempfile::tempdir().unwrap();
@@ -408,7 +409,6 @@ async fn moto_sts_get_caller_identity() {
 /// names the role session. A wrong token is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_session_token() {
-    const FORM: &str = "Action=GetCallerIdentity&Version=2011-06-15";
     const FORM_TYPE: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
     let moto = moto_server();
     let keys = Keys::session(&moto);
@@ -474,7 +474,6 @@ async fn moto_session_token() {
 /// requests) and signs with the temporary credentials, session token included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moto_assume_role_signs_with_the_roles_temporary_credentials() {
-    const FORM: &str = "Action=GetCallerIdentity&Version=2011-06-15";
     const FORM_TYPE: (&str, &str) = ("content-type", "application/x-www-form-urlencoded; charset=utf-8");
     let moto = moto_server();
     let keys = Keys::user(&moto);
